@@ -1,0 +1,3 @@
+from hedgeway.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""`hedgeway config check FILE`: validate a config (either shape) and say what it resolves to."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    check = csub.add_parser("check", help="validate a config file; exit 1 if invalid")
+    check.add_argument("file")
+    check.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from hedgeway.config import load
+    from hedgeway.errors import ConfigError
+
+    try:
+        cfg = load(args.file)
+    except ConfigError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"ok: {args.file} ({cfg.source} format), {len(cfg.models)} model(s), "
+          f"{len(cfg.deployments)} deployment(s)")
+    for name, deps in cfg.models.items():
+        chain = cfg.routing.fallbacks.get(name)
+        print(f"  {name}" + (f"  (fallbacks: {' → '.join(chain)})" if chain else ""))
+        for d in deps:
+            p = d.price
+            print(f"    - {d.id}: {d.provider} {d.api_base or '(in-process)'}  "
+                  f"${p.input}/${p.output} per M tokens [{p.source}]")
+    for warning in cfg.warnings:
+        print(f"warning: {warning}")
+    return 0

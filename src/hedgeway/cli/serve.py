@@ -1,0 +1,72 @@
+"""`hedgeway serve --config FILE [--host H] [--port P] [--workers N]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger("hedgeway")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument("--config", required=True, help="Hedgeway or LiteLLM YAML config")
+    p.add_argument("--host", help="bind address (default: server.host from the config)")
+    p.add_argument("--port", type=int, help="port (default: server.port from the config)")
+    p.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT)")
+    p.set_defaults(func=run)
+
+
+def _worker(config_path: str, host: str, port: int, reuse_port: bool) -> None:
+    import asyncio
+
+    from hedgeway.config import load
+    from hedgeway.http.app import install_uvloop, serve
+
+    install_uvloop()
+    asyncio.run(serve(load(config_path), host, port, reuse_port=reuse_port))
+
+
+def run(args: argparse.Namespace) -> int:
+    import multiprocessing
+    import signal
+
+    from hedgeway.config import load
+    from hedgeway.errors import ConfigError
+    from hedgeway.ledger import open_store
+
+    try:
+        config = load(args.config)
+        store = open_store(config.ledger.url)
+        store.migrate()  # once, before workers start
+        store.close()
+    except ConfigError as exc:
+        log.error("invalid config: %s", exc)
+        return 2
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    workers = args.workers or config.server.workers
+    if workers == 1:
+        _worker(args.config, host, port, False)
+        return 0
+    if port == 0:
+        log.error("--workers > 1 needs a fixed --port")
+        return 2
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(args.config, host, port, True), daemon=False)
+             for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum, _frame):
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: each worker drains and flushes its ledger queue
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
+    return max((proc.exitcode or 0) for proc in procs)

@@ -1,0 +1,223 @@
+"""Configuration: YAML validated once, strictly, into runtime types.
+
+Two shapes are accepted: Hedgeway's own (below) and LiteLLM's proxy config (`model_list`, converted by
+`config_litellm`). Unknown keys are errors; every error names the path of the bad field, e.g.
+`models[0].deployments[1].timeout: Input should be greater than 0`. Secrets are written as
+`os.environ/NAME` and resolved here; a missing variable is an error naming the field, never the value.
+
+    server:  {host: 127.0.0.1, port: 8080, workers: 1, max_body_bytes: 4194304}
+    auth:    {master_key: os.environ/HEDGEWAY_MASTER_KEY}     # or disabled: true (loopback only)
+    ledger:  {url: sqlite:///hedgeway.db, batch_size: 500, flush_interval: 0.25}
+    routing: {strategy: least-in-flight, num_retries: 1, retry_backoff: 0.1, fallbacks: {gpt-4o: [gpt-4o-mini]}}
+    models:
+      - name: gpt-4o
+        deployments:
+          - {provider: openai, model: gpt-4o, api_key: os.environ/OPENAI_API_KEY, timeout: 60}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hedgeway.errors import ConfigError
+from hedgeway.pricing import gpu_hour_card, lookup
+from hedgeway.types import Deployment, PriceCard
+
+ENV_PREFIX = "os.environ/"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PriceIn(_Strict):
+    """Either token prices (USD per million) or a GPU-hour rate amortised over throughput."""
+
+    input: Decimal | None = Field(None, ge=0)
+    output: Decimal | None = Field(None, ge=0)
+    cached_input: Decimal | None = Field(None, ge=0)
+    cache_write: Decimal | None = Field(None, ge=0)
+    gpu_hour: Decimal | None = Field(None, ge=0)
+    gpus: int = Field(1, ge=1)
+    tokens_per_second: Decimal | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if self.gpu_hour is not None:
+            if self.tokens_per_second is None:
+                raise ValueError("gpu_hour pricing needs tokens_per_second (sustained throughput)")
+        elif self.input is None or self.output is None:
+            raise ValueError("give input and output (USD per million tokens), or gpu_hour + tokens_per_second")
+        return self
+
+    def card(self) -> PriceCard:
+        if self.gpu_hour is not None:
+            return gpu_hour_card(self.gpu_hour, self.gpus, self.tokens_per_second)
+        return PriceCard(input=self.input, output=self.output, cached_input=self.cached_input,
+                         cache_write=self.cache_write, source="config")
+
+
+class DeploymentIn(_Strict):
+    provider: str
+    model: str
+    id: str | None = None
+    api_base: str | None = None
+    api_key: str | None = None
+    timeout: float = Field(60.0, gt=0)
+    first_byte_timeout: float | None = Field(None, gt=0)
+    weight: float = Field(1.0, gt=0)
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    price: PriceIn | None = None
+    headers: dict[str, str] = {}
+    settings: dict[str, Any] = {}
+
+
+class ModelIn(_Strict):
+    name: str = Field(min_length=1)
+    deployments: list[DeploymentIn] = Field(min_length=1)
+
+
+class ServerIn(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+
+
+class AuthIn(_Strict):
+    master_key: str | None = None
+    disabled: bool = False
+
+
+class LedgerIn(_Strict):
+    url: str = "sqlite:///hedgeway.db"
+    batch_size: int = Field(500, ge=1)
+    flush_interval: float = Field(0.25, gt=0)
+
+
+class RoutingIn(_Strict):
+    strategy: Literal["least-in-flight", "weighted"] = "least-in-flight"
+    num_retries: int = Field(1, ge=0, le=10)
+    retry_backoff: float = Field(0.1, ge=0)
+    max_retry_after: float = Field(5.0, ge=0)
+    fallbacks: dict[str, list[str]] = {}
+
+
+class ConfigIn(_Strict):
+    server: ServerIn = ServerIn()
+    auth: AuthIn = AuthIn()
+    ledger: LedgerIn = LedgerIn()
+    routing: RoutingIn = RoutingIn()
+    models: list[ModelIn] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated, resolved configuration the gateway runs on."""
+
+    server: ServerIn
+    auth: AuthIn
+    ledger: LedgerIn
+    routing: RoutingIn
+    models: dict[str, tuple[Deployment, ...]]
+    warnings: tuple[str, ...] = ()
+    source: str = "hedgeway"  # or "litellm"
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+
+
+def format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def resolve_secret(value: str | None, path: str) -> str | None:
+    if value is None or not value.startswith(ENV_PREFIX):
+        return value
+    name = value[len(ENV_PREFIX):]
+    if name not in os.environ:
+        raise ConfigError(path, f"environment variable {name} is not set")
+    return os.environ[name]
+
+
+def load(path: str | Path) -> Config:
+    """Read, validate and resolve a config file (either shape). Raises ConfigError."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    return from_dict(raw)
+
+
+def from_dict(raw: Any) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError("", "the config must be a mapping")
+    if "model_list" in raw:
+        from hedgeway.config_litellm import convert
+
+        converted, warnings, rename = convert(raw)
+        return _build(converted, warnings, rename, source="litellm")
+    return _build(raw, [], lambda p: p, source="hedgeway")
+
+
+def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
+    try:
+        cfg = ConfigIn.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(rename(format_loc(err["loc"])), err["msg"]) from None
+    from hedgeway.providers import PROVIDERS
+
+    auth = cfg.auth.model_copy(update={"master_key": resolve_secret(cfg.auth.master_key, rename("auth.master_key"))})
+    if auth.disabled and cfg.server.host not in LOOPBACK:
+        raise ConfigError("auth.disabled", "auth can only be disabled on a loopback host (local demo)")
+    if not auth.disabled and not auth.master_key:
+        raise ConfigError(rename("auth.master_key"), "a master key is required (or auth.disabled on loopback)")
+    models: dict[str, tuple[Deployment, ...]] = {}
+    by_id: dict[str, Deployment] = {}
+    for i, m in enumerate(cfg.models):
+        if m.name in models:
+            raise ConfigError(rename(f"models[{i}].name"), f"duplicate model name {m.name!r}")
+        deps = []
+        for j, d in enumerate(m.deployments):
+            here = f"models[{i}].deployments[{j}]"
+            provider = PROVIDERS.get(d.provider)
+            if provider is None:
+                raise ConfigError(rename(f"{here}.provider"),
+                                  f"unknown provider {d.provider!r}; known: {', '.join(sorted(PROVIDERS))}")
+            settings = provider.validate_settings(d, rename(here))
+            price = d.price.card() if d.price else lookup(provider.price_namespace, d.model)
+            if price is None:
+                price = PriceCard(source="unpriced")
+                warnings.append(f"{rename(here)}: no price for {d.provider}/{d.model}; cost recorded as 0 "
+                                "(set price: {input, output} or gpu_hour)")
+            dep_id = d.id or f"{m.name}/{d.provider}/{d.model}"
+            if dep_id in by_id:
+                dep_id = f"{dep_id}#{j + 1}"
+            dep = Deployment(
+                id=dep_id, model_name=m.name, provider=d.provider, model=d.model,
+                api_base=(d.api_base or settings.pop("default_api_base", "")).rstrip("/"),
+                api_key=resolve_secret(d.api_key, rename(f"{here}.api_key")) or "",
+                timeout=d.timeout, first_byte_timeout=d.first_byte_timeout, weight=d.weight,
+                rpm=d.rpm, tpm=d.tpm, price=price, settings=settings, headers=dict(d.headers))
+            deps.append(dep)
+            by_id[dep_id] = dep
+        models[m.name] = tuple(deps)
+    for name, chain in cfg.routing.fallbacks.items():
+        for target in [name, *chain]:
+            if target not in models:
+                raise ConfigError(rename(f"routing.fallbacks.{name}"), f"unknown model name {target!r}")
+    return Config(server=cfg.server, auth=auth, ledger=cfg.ledger, routing=cfg.routing, models=models,
+                  warnings=tuple(warnings), source=source, deployments=by_id)

@@ -1,0 +1,154 @@
+"""The one exception hierarchy. Every failure a client can see is one of these.
+
+    HedgewayError                      500 api_error
+    ├── InvalidRequest                 400 invalid_request_error
+    │   └── UnsupportedOperation       400 (e.g. embeddings on a chat-only model)
+    ├── AuthenticationFailed           401 authentication_error
+    ├── PermissionDenied               403 permission_error
+    ├── NotFound                       404 not_found_error (unknown model, unknown route)
+    ├── MethodNotAllowed               405
+    ├── PayloadTooLarge                413
+    ├── RateLimited                    429 rate_limit_error (our own limits)
+    ├── UpstreamError                  502 upstream_error      fallback_eligible
+    │   ├── UpstreamTimeout            504 timeout_error       fallback_eligible
+    │   ├── UpstreamRateLimited        429 from upstream       fallback_eligible
+    │   └── UpstreamRejected           4xx from upstream (the request itself is bad): not eligible
+    └── AllDeploymentsFailed           502, or 504 when every attempt timed out; carries every failure
+
+`ConfigError` is separate: it is raised before serving starts, never rendered to a client.
+
+Foreign exceptions (socket errors, JSON errors, provider payloads) are translated into this tree at one
+boundary each (the HTTP adapter for inbound, `providers/*` and `upstream.py` for outbound), so the rest of
+the code only ever catches `HedgewayError`. Messages never contain keys or upstream credentials.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class ConfigError(Exception):
+    """Invalid configuration; `path` names the offending field (e.g. models.gpt-4o.deployments[1].api_base)."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class HedgewayError(Exception):
+    status_code = 500
+    type = "api_error"
+    code: str | None = None
+    fallback_eligible = False
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def to_body(self) -> bytes:
+        """The OpenAI error envelope."""
+        return orjson.dumps({"error": {"message": self.message, "type": self.type,
+                                       "param": self.param, "code": self.code}})
+
+
+class InvalidRequest(HedgewayError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedOperation(InvalidRequest):
+    code = "unsupported_operation"
+
+
+class AuthenticationFailed(HedgewayError):
+    status_code = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(HedgewayError):
+    status_code = 403
+    type = "permission_error"
+
+
+class NotFound(HedgewayError):
+    status_code = 404
+    type = "not_found_error"
+
+
+class MethodNotAllowed(HedgewayError):
+    status_code = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(HedgewayError):
+    status_code = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class RateLimited(HedgewayError):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(HedgewayError):
+    """The deployment failed in a way another deployment might not: connection, 5xx, bad payload."""
+
+    status_code = 502
+    type = "upstream_error"
+    code = "upstream_failed"
+    fallback_eligible = True
+
+    def __init__(self, message: str, *, deployment: str = "", upstream_status: int | None = None,
+                 retry_after: float | None = None, **kw):
+        super().__init__(message, **kw)
+        self.deployment = deployment
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream said the request itself is invalid (4xx): another deployment would say the same."""
+
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+    fallback_eligible = False
+
+    def __init__(self, message: str, *, status_code: int = 400, **kw):
+        super().__init__(message, **kw)
+        self.status_code = status_code
+
+
+class AllDeploymentsFailed(HedgewayError):
+    """Every attempt of the plan failed; `failures` keeps each one, in order, for the ledger and logs."""
+
+    code = "all_deployments_failed"
+
+    def __init__(self, failures: list[UpstreamError]):
+        self.failures = failures
+        timeouts = all(isinstance(f, UpstreamTimeout) for f in failures)
+        self.status_code = 504 if timeouts else 502
+        self.type = "timeout_error" if timeouts else "upstream_error"
+        tried = "; ".join(f"{f.deployment}: {f.message}" for f in failures)
+        super().__init__(f"all {len(failures)} attempt(s) failed: {tried}")

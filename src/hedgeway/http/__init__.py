@@ -1,0 +1,1 @@
+"""HTTP adapter: the only place that knows inbound HTTP and JSON."""

@@ -1,0 +1,55 @@
+"""Wiring: config → ledger store → Gateway → routes → server, and one worker's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from hedgeway.config import Config
+from hedgeway.http.routes import Routes
+from hedgeway.http.server import Server
+from hedgeway.pipeline import Gateway
+
+log = logging.getLogger("hedgeway")
+
+
+def build(config: Config) -> tuple[Gateway, Server]:
+    from hedgeway.ledger import open_store
+
+    store = open_store(config.ledger.url)
+    store.migrate()
+    gateway = Gateway(config, store)
+    return gateway, Server(Routes(gateway), config.server.max_body_bytes)
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # optional: plain asyncio works, a little slower
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False, sock=None,
+                ready: "asyncio.Event | None" = None, stop: "asyncio.Event | None" = None) -> None:
+    """Run one worker until SIGTERM/SIGINT (or `stop` is set), then drain and flush the ledger."""
+    gateway, server = build(config)
+    bound = await server.start(host, port, reuse_port=reuse_port, sock=sock)
+    log.info("hedgeway listening on http://%s:%d (%d models)", host, bound, len(config.models))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests, demo)
+            pass
+    if ready is not None:
+        ready.port = bound  # type: ignore[attr-defined]
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        await server.shutdown()
+        await gateway.close()
+        log.info("hedgeway stopped; ledger flushed (%d records written)", gateway.ledger.written)

@@ -1,0 +1,123 @@
+"""The OpenAI-compatible HTTP surface: a route table (path → method → handler) over a `Gateway`.
+
+Handlers are thin: parse inbound JSON, call the pipeline, render its reply. Every `HedgewayError` becomes
+the OpenAI error envelope with its status and the request id; nothing else about a failure leaves here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+import orjson
+
+from hedgeway.auth import bearer
+from hedgeway.errors import HedgewayError, InvalidRequest, MethodNotAllowed, NotFound
+from hedgeway.http.server import Request, Response, StreamingResponse
+from hedgeway.pipeline import Gateway, RequestContext, parse_chat
+
+log = logging.getLogger("hedgeway.http")
+Handler = Callable[[Request], Awaitable["Response | StreamingResponse"]]
+
+
+def _json(request: Request) -> object:
+    try:
+        return orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("We could not parse the JSON body of your request. The body must be valid JSON.",
+                             code="invalid_json") from None
+
+
+def _key(request: Request) -> str | None:
+    h = request.headers
+    return bearer(h.get("authorization"), h.get("x-api-key"))
+
+
+def error_response(exc: HedgewayError, request_id: str | None = None) -> Response:
+    headers = dict(exc.headers)
+    if request_id:
+        headers["x-hedgeway-request-id"] = request_id
+    return Response(exc.status_code, exc.to_body(), headers)
+
+
+class Routes:
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+        self.table: dict[str, dict[str, Handler]] = {
+            "/v1/chat/completions": {"POST": self.chat},
+            "/chat/completions": {"POST": self.chat},
+            "/v1/embeddings": {"POST": self.embeddings},
+            "/embeddings": {"POST": self.embeddings},
+            "/v1/models": {"GET": self.models},
+            "/models": {"GET": self.models},
+            "/healthz": {"GET": self.healthz},
+            "/readyz": {"GET": self.readyz},
+            "/metrics": {"GET": self.metrics},
+        }
+
+    async def __call__(self, request: Request) -> Response | StreamingResponse:
+        methods = self.table.get(request.path)
+        try:
+            if methods is None:
+                raise NotFound(f"Unknown path {request.path[:200]}", code="unknown_url")
+            handler = methods.get(request.method)
+            if handler is None:
+                raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}",
+                                       headers={"allow": ", ".join(methods)})
+            return await handler(request)
+        except HedgewayError as exc:
+            return error_response(exc)
+
+    async def _run(self, ctx: RequestContext, endpoint: str, model: str, stream: bool, call) -> Response | StreamingResponse:
+        try:
+            return await call()
+        except HedgewayError as exc:
+            self.gateway.failed(ctx, endpoint, model, exc, stream)
+            if exc.status_code >= 500:
+                log.warning("request %s to %s failed: %s", ctx.request_id, model, exc.message)
+            return error_response(exc, ctx.request_id)
+
+    async def chat(self, request: Request) -> Response | StreamingResponse:
+        ctx = self.gateway.begin(_key(request))
+        req = parse_chat(_json(request))
+
+        async def call():
+            if req.stream:
+                out = await self.gateway.chat_stream(req, ctx)
+                return StreamingResponse(out.headers, out.chunks)
+            reply = await self.gateway.chat(req, ctx)
+            return Response(200, reply.body, reply.headers)
+
+        return await self._run(ctx, "chat", req.model, req.stream, call)
+
+    async def embeddings(self, request: Request) -> Response:
+        ctx = self.gateway.begin(_key(request))
+        body = _json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise InvalidRequest("you must provide a model parameter", param="model")
+        if not isinstance(body.get("input"), (str, list)) or not body["input"]:
+            raise InvalidRequest("'input' must be a non-empty string or array", param="input")
+        model = body["model"]
+        reply_call = lambda: self._embed(model, body, ctx)  # noqa: E731
+        return await self._run(ctx, "embeddings", model, False, reply_call)
+
+    async def _embed(self, model: str, body: dict, ctx: RequestContext) -> Response:
+        reply = await self.gateway.embeddings(model, body, ctx)
+        return Response(200, reply.body, reply.headers)
+
+    async def models(self, request: Request) -> Response:
+        self.gateway.begin(_key(request))
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "hedgeway"}
+                for name in self.gateway.model_names()]
+        return Response(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def healthz(self, request: Request) -> Response:
+        return Response(200, b'{"status":"ok"}')
+
+    async def readyz(self, request: Request) -> Response:
+        ok = self.gateway.ready()
+        return Response(200 if ok else 503, orjson.dumps({"status": "ready" if ok else "not ready",
+                                                          "ledger": ok}))
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(200, self.gateway.metrics.render(), content_type="text/plain; version=0.0.4")

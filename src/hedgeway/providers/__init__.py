@@ -1,0 +1,15 @@
+"""Provider registry: wire-format name -> class. Adding a provider is one module plus one line here."""
+
+from __future__ import annotations
+
+from hedgeway.providers.base import Provider, StreamReply
+from hedgeway.providers.openai import AzureOpenAIProvider, OpenAIProvider
+from hedgeway.providers.simulated import SimulatedProvider
+
+PROVIDERS: dict[str, type[Provider]] = {
+    "openai": OpenAIProvider,
+    "azure": AzureOpenAIProvider,
+    "simulated": SimulatedProvider,
+}
+
+__all__ = ["PROVIDERS", "Provider", "StreamReply"]

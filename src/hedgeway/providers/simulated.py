@@ -1,0 +1,160 @@
+"""A deterministic stand-in model for the demo, tests and benchmarks. It never leaves the process.
+
+The answer is a function of the request: the same model + messages + sampling parameters give the same
+text; different prompts give different text. Timing follows the configured time to first token and
+tokens/second; `failure_rate` makes a share of calls fail with a 503-like `UpstreamError`. Every answer
+says it is simulated: the model id is `simulated/<model>` and responses carry `x-hedgeway-simulated: true`.
+
+Token counts are realistic approximations: prompt tokens ≈ characters / 4 + 4 per message (the usual
+rule of thumb for English with BPE tokenizers); every generated word counts as one completion token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import struct
+import time
+from typing import Any, ClassVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hedgeway.config import format_loc
+from hedgeway.errors import ConfigError, UpstreamError, UpstreamTimeout
+from hedgeway.providers.base import StreamReply
+from hedgeway.types import ChatRequest, Deployment, UpstreamReply, Usage
+
+WORDS = ("the system data model request answer latency cost token cache route budget team query value "
+         "result check first then because therefore however simple complex option step plan measure "
+         "service user customer report error update change review test design choose compare explain "
+         "consider example summary improve reduce increase ensure deploy monitor quality price").split()
+SIM_HEADERS = {"x-hedgeway-simulated": "true"}
+
+
+class SimSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttft_ms: float = Field(200.0, ge=0)
+    tokens_per_second: float = Field(60.0, gt=0)
+    failure_rate: float = Field(0.0, ge=0, le=1)
+    max_output_tokens: int = Field(120, ge=1)
+    embedding_dim: int = Field(64, ge=2, le=4096)
+    label: str = "simulated"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: keep the text ones
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def prompt_tokens(messages: list) -> int:
+    chars = sum(len(_text(m.get("content"))) for m in messages if isinstance(m, dict))
+    return math.ceil(chars / 4) + 4 * len(messages)
+
+
+class SimulatedProvider:
+    price_namespace: ClassVar[str] = "simulated"
+
+    @classmethod
+    def validate_settings(cls, d: Any, path: str) -> dict[str, Any]:
+        try:
+            return SimSettings.model_validate(d.settings).model_dump()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"{path}.settings.{format_loc(err['loc'])}", err["msg"]) from None
+
+    def __init__(self, deployment: Deployment):
+        self.deployment = deployment
+        self.s = SimSettings(**{k: v for k, v in deployment.settings.items() if k in SimSettings.model_fields})
+        self.model_id = f"simulated/{deployment.model}"
+
+    def _plan(self, request: ChatRequest) -> tuple[list[str], Usage, str]:
+        b = request.body
+        key = orjson.dumps([self.deployment.model, b.get("messages"), b.get("temperature"), b.get("top_p"),
+                            b.get("seed"), b.get("max_tokens"), b.get("tools")], option=orjson.OPT_SORT_KEYS)
+        digest = hashlib.blake2b(key, digest_size=8).digest()
+        rng = random.Random(digest)
+        limit = b.get("max_completion_tokens") or b.get("max_tokens") or self.s.max_output_tokens
+        n = max(1, min(int(limit), self.s.max_output_tokens // 3 + rng.randrange(self.s.max_output_tokens)))
+        words = [f"[{self.s.label}]"] + [rng.choice(WORDS) for _ in range(n - 1)]
+        usage = Usage(prompt_tokens=prompt_tokens(b.get("messages") or []), completion_tokens=n)
+        finish = "length" if n == int(limit) else "stop"
+        return words, usage, finish
+
+    async def _first_token(self) -> None:
+        d = self.deployment
+        wait = self.s.ttft_ms / 1000
+        deadline = d.first_byte_timeout or d.timeout
+        if wait > deadline:
+            await asyncio.sleep(deadline)
+            raise UpstreamTimeout("simulated upstream did not respond in time", deployment=d.id)
+        await asyncio.sleep(wait)
+        if self.s.failure_rate and random.random() < self.s.failure_rate:
+            raise UpstreamError("simulated upstream failure (503)", deployment=d.id, upstream_status=503)
+
+    def _envelope(self, created: int, rid: str) -> dict[str, Any]:
+        return {"id": rid, "created": created, "model": self.model_id, "system_fingerprint": "hedgeway-sim"}
+
+    async def chat(self, request: ChatRequest) -> UpstreamReply:
+        words, usage, finish = self._plan(request)
+        await self._first_token()
+        await asyncio.sleep(len(words) / self.s.tokens_per_second)
+        n = request.body.get("n") or 1
+        body = {**self._envelope(int(time.time()), f"chatcmpl-sim{id(words):x}"), "object": "chat.completion",
+                "choices": [{"index": i, "message": {"role": "assistant", "content": " ".join(words)},
+                             "logprobs": None, "finish_reason": finish} for i in range(n)],
+                "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens * n,
+                          "total_tokens": usage.prompt_tokens + usage.completion_tokens * n}}
+        usage = Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens * n)
+        return UpstreamReply(body=orjson.dumps(body), usage=usage, headers=SIM_HEADERS)
+
+    async def stream(self, request: ChatRequest) -> StreamReply:
+        words, usage, finish = self._plan(request)
+        await self._first_token()
+        env = self._envelope(int(time.time()), f"chatcmpl-sim{id(words):x}")
+        env["object"] = "chat.completion.chunk"
+
+        def event(choices: list, usage_obj: Any = None) -> bytes:
+            return b"data: " + orjson.dumps({**env, "choices": choices, "usage": usage_obj}) + b"\n\n"
+
+        first = event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+
+        async def rest():
+            per_event = 4  # words per event: keeps the simulator cheap while still streaming
+            for i in range(0, len(words), per_event):
+                await asyncio.sleep(per_event / self.s.tokens_per_second)
+                text = (" " if i else "") + " ".join(words[i:i + per_event])
+                yield event([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+            yield event([{"index": 0, "delta": {}, "finish_reason": finish}])
+            yield event([], {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                             "total_tokens": usage.total_tokens})
+            yield b"data: [DONE]\n\n"
+
+        gen = rest()
+        return StreamReply(first, gen, lambda: None, headers=SIM_HEADERS)
+
+    async def embeddings(self, body: dict[str, Any]) -> UpstreamReply:
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        await self._first_token()
+        dim = int(body.get("dimensions") or self.s.embedding_dim)
+        data, tokens = [], 0
+        for i, text in enumerate(inputs):
+            text = text if isinstance(text, str) else orjson.dumps(text).decode()
+            tokens += math.ceil(len(text) / 4)
+            seed = hashlib.blake2b(f"{self.deployment.model}\0{text}".encode(), digest_size=8).digest()
+            rng = random.Random(struct.unpack("<Q", seed)[0])
+            vec = [rng.gauss(0, 1) for _ in range(dim)]
+            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+            data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in vec]})
+        body_out = {"object": "list", "data": data, "model": self.model_id,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return UpstreamReply(body=orjson.dumps(body_out), usage=Usage(prompt_tokens=tokens), headers=SIM_HEADERS)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,282 @@
+"""A lean pooled HTTP/1.1 client for upstream calls (asyncio Protocols + httptools).
+
+Why not httpx/aiohttp: on this hot path their per-request object churn costs 10–20× the gateway's own work
+(docs: PERFORMANCE.md). This client does only what an upstream call needs: keep-alive pooling per origin,
+TLS, Content-Length and chunked bodies, streaming with backpressure, and deadlines.
+
+Contract:
+- `Pool(base_url).request(method, path, headers, body, first_byte_timeout, timeout)` returns a `Response`
+  once the status line and headers arrived (within `first_byte_timeout`), or raises `UpstreamError` /
+  `UpstreamTimeout`. The whole exchange must end within `timeout` seconds of the call, else the
+  connection is aborted and readers get `UpstreamTimeout`.
+- A `Response` is read once: `await read()` for the whole body, or `async for chunk in response` to
+  stream. `close()` aborts an unfinished response (its connection is never reused).
+- A connection returns to the pool only after a complete, keep-alive response. A request on a reused
+  connection that dies before any response byte is retried once on a fresh connection (the server closed
+  an idle keep-alive connection; nothing was processed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from urllib.parse import urlsplit
+
+import httptools
+
+from hedgeway.errors import UpstreamError, UpstreamTimeout
+
+HIGH_WATER = 1 << 20  # pause reading the upstream when this many body bytes wait for the client
+MAX_IDLE = 256
+
+
+class Response:
+    __slots__ = ("status", "headers", "_chunks", "_buffered", "_eof", "_exc", "_waiter", "_conn",
+                 "got_bytes")
+
+    def __init__(self, conn: "_Conn"):
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = False
+        self._exc: BaseException | None = None
+        self._waiter: asyncio.Future | None = None
+        self._conn = conn
+        self.got_bytes = False
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = self._conn.loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._chunks:
+            if self._exc is not None:
+                raise self._exc
+            if self._eof:
+                raise StopAsyncIteration
+            await self._wait()
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._buffered < HIGH_WATER // 2:
+            self._conn.resume()
+        return chunk
+
+    async def read(self) -> bytes:
+        while not self._eof:
+            if self._exc is not None:
+                raise self._exc
+            await self._wait()
+        if self._exc is not None:
+            raise self._exc
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+    def close(self) -> None:
+        if not self._eof:
+            self._conn.abort()
+
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection; serves one request at a time."""
+
+    def __init__(self, pool: "Pool"):
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = None
+        self.resp: Response | None = None
+        self.headers_ready: asyncio.Future | None = None
+        self.deadline: asyncio.TimerHandle | None = None
+        self.first_byte: asyncio.TimerHandle | None = None
+        self.closed = False
+        self.paused = False
+        self.reused = False
+
+    # --- asyncio.Protocol ---
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes):
+        resp = self.resp
+        if resp is None:  # bytes on an idle connection: the server is misbehaving; drop it
+            self.abort()
+            return
+        resp.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail(UpstreamError("invalid HTTP response from upstream", deployment=self.pool.name))
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.pool._forget(self)
+        if self.resp is not None and not self.resp._eof:
+            self._fail(UpstreamError("upstream closed the connection", deployment=self.pool.name))
+
+    # --- httptools callbacks ---
+    def on_header(self, name: bytes, value: bytes):
+        self.resp.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self):
+        self.resp.status = self.parser.get_status_code()
+        if self.first_byte is not None:
+            self.first_byte.cancel()
+            self.first_byte = None
+        if not self.headers_ready.done():
+            self.headers_ready.set_result(None)
+
+    def on_body(self, body: bytes):
+        resp = self.resp
+        resp._chunks.append(body)
+        resp._buffered += len(body)
+        if resp._buffered > HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        resp._wake()
+
+    def on_message_complete(self):
+        resp = self.resp
+        resp._eof = True
+        keep = self.parser.should_keep_alive()
+        self._finish()
+        resp._wake()
+        if keep and not self.closed:
+            self.pool._release(self)
+        else:
+            self.abort()
+
+    # --- internals ---
+    def start(self, payload: bytes, first_byte_timeout: float, timeout: float) -> Response:
+        self.resp = Response(self)
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers_ready = self.loop.create_future()
+        self.deadline = self.loop.call_later(timeout, self._timed_out, "finish")
+        if first_byte_timeout < timeout:
+            self.first_byte = self.loop.call_later(first_byte_timeout, self._timed_out, "respond")
+        self.transport.write(payload)
+        return self.resp
+
+    def _finish(self) -> None:
+        for timer in (self.deadline, self.first_byte):
+            if timer is not None:
+                timer.cancel()
+        self.deadline = self.first_byte = None
+        self.resp = None
+
+    def _timed_out(self, what: str) -> None:
+        self._fail(UpstreamTimeout(f"upstream did not {what} in time", deployment=self.pool.name))
+
+    def _fail(self, exc: UpstreamError) -> None:
+        resp = self.resp
+        if self.headers_ready is not None and not self.headers_ready.done():
+            self.headers_ready.set_exception(exc)
+        if resp is not None:
+            resp._exc = exc
+            self._finish()
+            resp._wake()
+        self.abort()
+
+    def resume(self) -> None:
+        if self.paused and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pool._forget(self)
+            self.transport.abort()
+
+
+class Pool:
+    """Keep-alive connections to one origin (scheme://host:port), shared by every request to it."""
+
+    def __init__(self, base_url: str, name: str = "", connect_timeout: float = 10.0):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.name = name
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.host_header = parts.netloc.rsplit("@", 1)[-1]
+        self.base_path = parts.path.rstrip("/")
+        self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self.connect_timeout = connect_timeout
+        self.idle: deque[_Conn] = deque()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def _release(self, conn: _Conn) -> None:
+        conn.reused = True
+        conn.headers_ready = None
+        if len(self.idle) < MAX_IDLE:
+            self.idle.append(conn)
+        else:
+            conn.abort()
+
+    def _forget(self, conn: _Conn) -> None:
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    async def _connect(self) -> _Conn:
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: _Conn(self), self.host, self.port, ssl=self.ssl,
+                                            server_hostname=self.host if self.ssl else None),
+                self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout("connecting to upstream timed out", deployment=self.name) from None
+        except OSError as exc:
+            raise UpstreamError(f"cannot connect to upstream ({exc.strerror or type(exc).__name__})",
+                                deployment=self.name) from None
+        return conn
+
+    def _acquire_idle(self) -> _Conn | None:
+        while self.idle:
+            conn = self.idle.pop()  # most recently used: least likely to have been closed by the server
+            if not conn.closed:
+                return conn
+        return None
+
+    async def request(self, method: str, path: str, headers: bytes, body: bytes,
+                      first_byte_timeout: float, timeout: float) -> Response:
+        """`headers` are preformatted `Name: value\\r\\n` lines (without Host and Content-Length)."""
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        payload = b"".join((f"{method} {self.base_path}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+                            f"Content-Length: {len(body)}\r\n".encode("latin-1"), headers, b"\r\n", body))
+        for attempt in (0, 1):
+            conn = self._acquire_idle() or await self._connect()
+            resp = conn.start(payload, first_byte_timeout, timeout)
+            try:
+                await conn.headers_ready
+                return resp
+            except UpstreamTimeout:
+                raise
+            except asyncio.CancelledError:
+                conn.abort()
+                raise
+            except UpstreamError:
+                if attempt == 0 and conn.reused and not resp.got_bytes:
+                    continue  # stale keep-alive connection: nothing was processed, retry fresh
+                raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().abort()
