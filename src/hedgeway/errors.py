@@ -13,7 +13,8 @@
     │   ├── UpstreamTimeout            504 timeout_error       fallback_eligible
     │   ├── UpstreamRateLimited        429 from upstream       fallback_eligible
     │   └── UpstreamRejected           4xx from upstream (the request itself is bad): not eligible
-    └── AllDeploymentsFailed           502, or 504 when every attempt timed out; carries every failure
+    └── AllDeploymentsFailed           502; 504 if every attempt timed out, 429 if every one was rate
+                                       limited; carries every failure
 
 `ConfigError` is separate: it is raised before serving starts, never rendered to a client.
 
@@ -147,8 +148,11 @@ class AllDeploymentsFailed(HedgewayError):
 
     def __init__(self, failures: list[UpstreamError]):
         self.failures = failures
-        timeouts = all(isinstance(f, UpstreamTimeout) for f in failures)
-        self.status_code = 504 if timeouts else 502
-        self.type = "timeout_error" if timeouts else "upstream_error"
+        for kind in (UpstreamTimeout, UpstreamRateLimited):  # all failed the same way: say which
+            if failures and all(isinstance(f, kind) for f in failures):
+                self.status_code, self.type = kind.status_code, kind.type
+                break
+        else:
+            self.status_code, self.type = 502, "upstream_error"
         tried = "; ".join(f"{f.deployment}: {f.message}" for f in failures)
         super().__init__(f"all {len(failures)} attempt(s) failed: {tried}")

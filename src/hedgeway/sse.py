@@ -28,9 +28,13 @@ class UsageTap:
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (possibly empty)."""
         data = self._tail + chunk if self._tail else chunk
-        if self._sep is None:
-            self._sep = b"\r\n\r\n" if b"\r\n\r\n" in data else b"\n\n"
         sep = self._sep
+        if sep is None:  # decided by the first separator seen; until then, hold the bytes
+            crlf, lf = data.find(b"\r\n\r\n"), data.find(b"\n\n")
+            if crlf < 0 and lf < 0:
+                self._tail = data
+                return b""
+            sep = self._sep = b"\r\n\r\n" if crlf >= 0 and (lf < 0 or crlf < lf) else b"\n\n"
         parts = data.split(sep)
         self._tail = parts.pop()
         if len(self._tail) > MAX_TAIL:

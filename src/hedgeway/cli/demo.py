@@ -1,0 +1,135 @@
+"""`hedgeway demo`: a real gateway on embedded defaults with labelled simulated upstreams, driven by the
+official OpenAI SDK. No API keys, no network; exits 0 and prints a summary read back from the ledger."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+from importlib.resources import files
+
+DEMO_DB = "hedgeway-demo.db"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run a local gateway with simulated upstreams and send it traffic")
+    p.add_argument("--requests", type=int, default=300, help="prompts to send (default 300)")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--db", default=f"sqlite:///{DEMO_DB}", help=f"ledger URL (default sqlite:///{DEMO_DB})")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def demo_config(master_key: str, ledger_url: str) -> dict:
+    """Three labelled simulated tiers, priced like the models they stand in for."""
+    sim = lambda label, ttft, tps, fail=0.0: {"label": label, "ttft_ms": ttft, "tokens_per_second": tps,  # noqa: E731
+                                              "failure_rate": fail, "max_output_tokens": 90}
+    return {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "auth": {"master_key": master_key},
+        "ledger": {"url": ledger_url, "flush_interval": 0.1},
+        "routing": {"fallbacks": {"self-hosted": ["cheap"], "cheap": ["premium"]}, "num_retries": 0},
+        "models": [
+            {"name": "premium", "deployments": [{
+                "provider": "simulated", "model": "premium-api", "id": "premium-api (simulated gpt-4o)",
+                "price": {"input": "2.50", "cached_input": "1.25", "output": "10.00"},
+                "settings": sim("simulated premium API", 300, 120)}]},
+            {"name": "cheap", "deployments": [{
+                "provider": "simulated", "model": "cheap-api", "id": "cheap-api (simulated gpt-4o-mini)",
+                "price": {"input": "0.15", "cached_input": "0.075", "output": "0.60"},
+                "settings": sim("simulated cheap API", 150, 250)}]},
+            {"name": "self-hosted", "deployments": [{
+                "provider": "simulated", "model": "llama-3-8b", "id": "self-hosted (simulated llama-3-8b)",
+                "price": {"gpu_hour": "1.10", "gpus": 1, "tokens_per_second": 1500},
+                "timeout": 5, "settings": sim("simulated self-hosted", 60, 400, fail=0.04)}]},
+        ],
+    }
+
+
+def prompts() -> list[str]:
+    text = files("hedgeway.data").joinpath("demo_prompts.txt").read_text()
+    return [line.replace("\\n", "\n") for line in text.splitlines() if line.strip()]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+    from tqdm import tqdm
+
+    from hedgeway.config import from_dict
+    from hedgeway.http.background import BackgroundGateway
+    from hedgeway.ledger import open_store
+
+    key = "sk-demo-" + secrets.token_hex(8)
+    config = from_dict(demo_config(key, args.db))
+    texts = prompts()
+    models = ["self-hosted", "cheap", "premium"]  # the router (cost-aware tiers) chooses instead, later
+    jobs = [(texts[i % len(texts)], models[i % 3], i % 4 == 0) for i in range(args.requests)]
+    started_at = time.time()
+    print(f"Hedgeway demo: a gateway on 127.0.0.1 with three simulated upstreams "
+          f"(premium API, cheap API, self-hosted), ledger {args.db}")
+    with BackgroundGateway(config) as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
+
+        def send(job: tuple[str, str, bool]) -> tuple[float, bool]:
+            prompt, model, stream = job
+            t0 = time.perf_counter()
+            try:
+                if stream:
+                    for _ in client.chat.completions.create(model=model, stream=True,
+                                                            messages=[{"role": "user", "content": prompt}]):
+                        pass
+                else:
+                    client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
+                return time.perf_counter() - t0, True
+            except openai.APIError:
+                return time.perf_counter() - t0, False
+
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            results = list(tqdm(pool.map(send, jobs), total=len(jobs), desc="requests", unit="req",
+                                disable=args.no_progress))
+    store = open_store(args.db)
+    rows = [r for r in store.records(since=started_at - 1)]
+    store.close()
+    _summary(rows, results, args.db)
+    try:
+        from hedgeway.economics.planner import verdict
+    except ImportError:
+        return 0
+    print("\nBuild vs buy, from this traffic:\n" + verdict(rows))
+    return 0
+
+
+def _summary(rows, results, db: str) -> None:
+    ok = sum(1 for _, good in results if good)
+    lat = [r.latency_ms for r in rows if r.status == 200]
+    ttft = [r.ttft_ms for r in rows if r.ttft_ms is not None and r.status == 200]
+    overhead = [r.overhead_ms for r in rows if r.status == 200]
+    print(f"\n{len(results)} requests sent, {ok} answered, {len(rows)} ledger records")
+    print(f"latency p50 {pct(lat, .5):.0f} ms  p95 {pct(lat, .95):.0f} ms  p99 {pct(lat, .99):.0f} ms;  "
+          f"TTFT (streams) p50 {pct(ttft, .5):.0f} ms  p95 {pct(ttft, .95):.0f} ms;  "
+          f"gateway overhead p50 {statistics.median(overhead) if overhead else 0:.2f} ms")
+    by_dep: dict[str, list] = {}
+    for r in rows:
+        by_dep.setdefault(r.deployment or "(none)", []).append(r)
+    print(f"\n{'deployment':<38}{'requests':>9}{'prompt tok':>12}{'output tok':>12}{'cost USD':>14}")
+    total = 0
+    for dep, rs in sorted(by_dep.items()):
+        cost = sum((r.cost for r in rs), start=type(rs[0].cost)(0))
+        total += cost
+        print(f"{dep:<38}{len(rs):>9}{sum(r.prompt_tokens for r in rs):>12}"
+              f"{sum(r.completion_tokens for r in rs):>12}{cost:>14.6f}")
+    print(f"{'total':<38}{len(rows):>9}{'':>24}{total:>14.6f}")
+    fallbacks = sum(1 for r in rows if r.route and r.route.startswith("fallback"))
+    print(f"\n{fallbacks} request(s) fell back to another tier after a simulated self-hosted failure; "
+          f"{len(rows) - ok} failed outright.")
+    print(f"Read the ledger again any time: hedgeway spend --db {db}")

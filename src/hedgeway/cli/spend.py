@@ -1,0 +1,127 @@
+"""`hedgeway spend [--db URL] [--since 7d] [--by day,model] [--json]`: what the ledger says was spent.
+
+Reads only: a SQLite file that does not exist is an error (exit 1), never silently created. Costs are
+exact: the table rounds them to 6 decimals for display, `--json` prints the exact sum as a string.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from datetime import datetime, timezone
+
+# --by name -> ledger group key
+BY_KEYS = {"day": "day", "model": "model_name", "deployment": "deployment", "key": "key_id", "team": "team"}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGO = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_HEADINGS = {"day": "day", "model_name": "model", "deployment": "deployment", "key_id": "key", "team": "team"}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """`7d`, `24h`, `30m`, `90s`, `2w` ago, or an ISO date/datetime (UTC unless it names an offset),
+    as epoch seconds."""
+    text = text.strip()
+    match = _AGO.fullmatch(text)
+    if match:
+        now = datetime.now(timezone.utc).timestamp() if now is None else now
+        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 7d, 24h, 30m, or an ISO date like 2024-05-01; got {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def parse_by(text: str) -> list[str]:
+    """`day,model` -> ["day", "model_name"]. The ledger's own column names are accepted too."""
+    keys = []
+    for name in filter(None, (part.strip() for part in text.split(","))):
+        key = BY_KEYS.get(name) or (name if name in BY_KEYS.values() else None)
+        if key is None:
+            raise argparse.ArgumentTypeError(f"cannot group by {name!r}; choose from {', '.join(BY_KEYS)}")
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spend", help="spend, tokens and errors from the ledger")
+    p.add_argument("--db", default="sqlite:///hedgeway.db",
+                   help="ledger URL (default sqlite:///hedgeway.db; postgresql://... also works)")
+    p.add_argument("--since", type=parse_since, help="only requests since: 7d, 24h, 30m, or an ISO date (UTC)")
+    p.add_argument("--by", type=parse_by, default=["day", "model_name"],
+                   help=f"comma list of {','.join(BY_KEYS)} (default day,model); empty for one total")
+    p.add_argument("--json", action="store_true", help="JSON list of rows; cost as an exact decimal string")
+    p.set_defaults(func=run)
+
+
+def exact(cost) -> str:
+    """A Decimal as plain fixed-point text without trailing zeros: '0.3', '0.000000075', '12'."""
+    text = format(cost, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def table(rows: list[dict], keys: list[str]) -> str:
+    """Aligned plain-text columns, group values left-aligned, numbers right-aligned, then a total line."""
+    numbers = ["requests", "errors", "prompt_tokens", "completion_tokens", "cost"]
+    headings = [_HEADINGS[k] for k in keys] + ["requests", "errors", "prompt tokens", "completion tokens",
+                                               "cost (USD)"]
+
+    def cells(row: dict) -> list[str]:
+        return ([("-" if row[k] is None else str(row[k])) for k in keys]
+                + [str(row[n]) for n in numbers[:-1]] + [f"{row['cost']:.6f}"])
+
+    body = [cells(r) for r in rows]
+    total = {n: sum(r[n] for r in rows) for n in numbers}
+    total_line = cells({**{k: "" for k in keys}, **total})
+    if keys:
+        total_line[0] = "total"
+    lines = [headings, *body, total_line]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headings))]
+
+    def fmt(line: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < len(keys) else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+
+    rule = "-" * len(fmt(["-" * w for w in widths]))
+    out = [fmt(headings), rule, *map(fmt, body)]
+    if keys:  # with no grouping the single row already is the total
+        out += [rule, fmt(total_line)]
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import sys
+
+    from hedgeway.errors import ConfigError
+    from hedgeway.ledger import open_store, sqlite_path
+
+    try:
+        if args.db.lower().startswith("sqlite://"):
+            path = sqlite_path(args.db)
+            if path != ":memory:" and not os.path.isfile(path):
+                print(f"hedgeway spend: no ledger at {path} (is --db right? `hedgeway serve` creates it)",
+                      file=sys.stderr)
+                return 1
+        store = open_store(args.db)
+    except ConfigError as exc:  # messages never contain a password
+        print(f"hedgeway spend: {exc}", file=sys.stderr)
+        return 1
+    try:
+        store.migrate()  # an older ledger gets the columns this version reads
+        rows = store.spend(since=args.since, group_by=args.by)
+    finally:
+        store.close()
+    if args.json:
+        out = [{**row, "cost": exact(row["cost"])} for row in rows]
+        print(json.dumps(out, indent=2))
+    elif not rows:
+        print("no requests recorded" + (" in that period" if args.since is not None else ""))
+    else:
+        print(table(rows, args.by))
+    return 0

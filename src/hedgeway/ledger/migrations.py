@@ -1,0 +1,120 @@
+"""Schema migrations: an append-only list of named steps per dialect.
+
+A `_migrations` table records the name of every step applied. `apply` runs, in list order, each step whose
+name is not recorded yet, and records it in the same transaction, so a step is applied exactly once.
+
+Rules for editing this file:
+  * never edit or reorder a released step (databases in the field have already applied it);
+  * change the schema only by appending a new step, to BOTH dialects, with the same name;
+  * the `requests` table keeps one column per `Record` field (tests check this against RECORD_FIELDS).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    statements: tuple[str, ...]
+
+
+# Columns in Record field order. `id` is a surrogate key: request_id is deliberately not unique, because a
+# duplicate (a retried batch whose commit did land) must not make a whole batch fail forever.
+SQLITE: list[Step] = [
+    Step("001_create_requests", (
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL,
+            ts REAL NOT NULL,
+            endpoint TEXT NOT NULL,
+            model_name TEXT NOT NULL,
+            deployment TEXT,
+            provider TEXT,
+            status INTEGER NOT NULL,
+            key_id TEXT,
+            team TEXT,
+            error_type TEXT,
+            stream INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_tokens INTEGER NOT NULL DEFAULT 0,
+            cost TEXT NOT NULL DEFAULT '0',
+            latency_ms REAL NOT NULL DEFAULT 0,
+            ttft_ms REAL,
+            overhead_ms REAL NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            route TEXT,
+            cache TEXT
+        )""",
+        "CREATE INDEX requests_ts ON requests (ts)",
+        "CREATE INDEX requests_model_ts ON requests (model_name, ts)",
+        "CREATE INDEX requests_key_ts ON requests (key_id, ts)",
+        "CREATE INDEX requests_request_id ON requests (request_id)",
+    )),
+]
+
+POSTGRES: list[Step] = [
+    Step("001_create_requests", (
+        """CREATE TABLE requests (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL,
+            endpoint TEXT NOT NULL,
+            model_name TEXT NOT NULL,
+            deployment TEXT,
+            provider TEXT,
+            status INTEGER NOT NULL,
+            key_id TEXT,
+            team TEXT,
+            error_type TEXT,
+            stream BOOLEAN NOT NULL DEFAULT FALSE,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_tokens INTEGER NOT NULL DEFAULT 0,
+            cost NUMERIC(24, 12) NOT NULL DEFAULT 0,
+            latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+            ttft_ms DOUBLE PRECISION,
+            overhead_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            route TEXT,
+            cache TEXT
+        )""",
+        "CREATE INDEX requests_ts ON requests (ts)",
+        "CREATE INDEX requests_model_ts ON requests (model_name, ts)",
+        "CREATE INDEX requests_key_ts ON requests (key_id, ts)",
+        "CREATE INDEX requests_request_id ON requests (request_id)",
+    )),
+]
+
+STEPS: dict[str, list[Step]] = {"sqlite": SQLITE, "postgresql": POSTGRES}
+
+_BOOKKEEPING = {
+    "sqlite": ("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)",
+               "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)"),
+    "postgresql": ("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, "
+                   "applied_at DOUBLE PRECISION NOT NULL)",
+                   "INSERT INTO _migrations (name, applied_at) VALUES (%s, %s)"),
+}
+
+
+def apply(execute: Callable[..., Any], dialect: str) -> list[str]:
+    """Apply the pending steps of `dialect` through `execute(sql, params=())` (a DB-API `conn.execute`).
+
+    The caller must hold a write transaction and whatever lock keeps two migrators apart (SQLite:
+    BEGIN IMMEDIATE; PostgreSQL: an advisory lock), and commit afterwards. Returns the names applied."""
+    create, record = _BOOKKEEPING[dialect]
+    execute(create)
+    applied = {row[0] for row in execute("SELECT name FROM _migrations").fetchall()}
+    done = []
+    for step in STEPS[dialect]:
+        if step.name in applied:
+            continue
+        for statement in step.statements:
+            execute(statement)
+        execute(record, (step.name, time.time()))
+        done.append(step.name)
+    return done

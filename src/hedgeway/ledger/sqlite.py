@@ -1,0 +1,190 @@
+"""SQLite ledger store: one file, WAL mode, exact Decimal costs.
+
+Costs are stored as TEXT (the exact Decimal string) because SQLite has no decimal type and REAL would
+round. `spend` sums them with a Python aggregate (`dsum`) that adds Decimals, never floats.
+
+This module also holds what both backends share: the `spend` group-by keys and the row -> Record mapping.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import threading
+from decimal import Decimal, localcontext
+from pathlib import Path
+from typing import Any, Sequence
+
+from hedgeway.ledger import migrations
+from hedgeway.ledger.base import RECORD_FIELDS, Record
+
+# `spend` group-by key -> SQL expression, per dialect. Only these keys are accepted, so the expressions
+# below are the only SQL ever interpolated (values always go through placeholders).
+GROUP_KEYS = ("day", "model_name", "deployment", "key_id", "team")
+_DAY_SQLITE = "strftime('%Y-%m-%d', ts, 'unixepoch')"  # 'unixepoch' without 'localtime' is UTC
+
+_COLUMNS = ", ".join(RECORD_FIELDS)
+
+
+def check_group_by(group_by: Sequence[str]) -> list[str]:
+    """The group keys in order, duplicates dropped; ValueError naming the allowed keys on anything else."""
+    if isinstance(group_by, str):  # a bare "day" would otherwise iterate as characters
+        group_by = [group_by]
+    keys: list[str] = []
+    for key in group_by:
+        if key not in GROUP_KEYS:
+            raise ValueError(f"cannot group spend by {key!r}; allowed: {', '.join(GROUP_KEYS)}")
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def sort_key(row: dict[str, Any], keys: Sequence[str]) -> tuple:
+    """Order spend rows by their group values, NULLs first (the same on every backend)."""
+    return tuple((row[k] is not None, row[k] or "") for k in keys)
+
+
+def record_params(r: Record) -> tuple:
+    """A Record as SQLite parameters, in RECORD_FIELDS order: cost as its exact string, stream as 0/1."""
+    values = []
+    for name in RECORD_FIELDS:
+        v = getattr(r, name)
+        if name == "cost":
+            v = format(Decimal(v), "f")  # fixed-point text: never exponent notation, never float
+        elif name == "stream":
+            v = int(bool(v))
+        values.append(v)
+    return tuple(values)
+
+
+class _DecimalSum:
+    """SQLite aggregate `dsum(text)`: the exact Decimal sum of its inputs, as a fixed-point string."""
+
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            with localcontext(prec=60):  # wide enough that no realistic sum is ever rounded
+                self.total += Decimal(str(value))
+
+    def finalize(self) -> str:
+        return format(self.total, "f")
+
+
+class _Median:
+    """SQLite aggregate `median(x)`: interpolated median, as PostgreSQL's percentile_cont(0.5) computes it."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self) -> float | None:
+        return statistics.median(self.values) if self.values else None
+
+
+class SQLiteStore:
+    """A LedgerStore on one SQLite file (or ":memory:"). Safe to call from several threads: one connection,
+    serialized by a lock. Several processes may share the file (WAL + busy_timeout)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # isolation_level=None: no implicit transactions; every write opens its own explicitly.
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5.0)
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+        if self.path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        self._conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a power cut loses the last ms only
+        self._conn.create_aggregate("dsum", 1, _DecimalSum)
+        self._conn.create_aggregate("median", 1, _Median)
+
+    def _transaction(self, fn) -> Any:
+        # BEGIN IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading a read.
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            return result
+
+    def migrate(self) -> None:
+        """Apply pending migrations (idempotent; concurrent callers are serialized by the write lock)."""
+        self._transaction(lambda conn: migrations.apply(conn.execute, self.dialect))
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Insert all records in one transaction; raise (inserting none) on failure."""
+        if not records:
+            return
+        placeholders = ", ".join("?" * len(RECORD_FIELDS))
+        sql = f"INSERT INTO requests ({_COLUMNS}) VALUES ({placeholders})"
+        rows = [record_params(r) for r in records]
+        self._transaction(lambda conn: conn.executemany(sql, rows))
+
+    def spend(self, since: float | None = None, group_by: Sequence[str] = ("day",)) -> list[dict[str, Any]]:
+        """See LedgerStore.spend. cost is an exact Decimal; latency_p50_ms is the interpolated median."""
+        keys = check_group_by(group_by)
+        exprs = [_DAY_SQLITE if k == "day" else k for k in keys]
+        select = [f"{e} AS {k}" for e, k in zip(exprs, keys)]
+        select += ["count(*)", "sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END)", "coalesce(sum(prompt_tokens), 0)",
+                   "coalesce(sum(completion_tokens), 0)", "dsum(cost)", "median(latency_ms)"]
+        sql = f"SELECT {', '.join(select)} FROM requests"
+        params: tuple = ()
+        if since is not None:
+            sql += " WHERE ts >= ?"
+            params = (since,)
+        if keys:
+            sql += " GROUP BY " + ", ".join(exprs)
+        with self._lock:
+            fetched = self._conn.execute(sql, params).fetchall()
+        out = []
+        n = len(keys)
+        for row in fetched:
+            item = dict(zip(keys, row[:n]))
+            requests, errors, prompt, completion, cost, p50 = row[n:]
+            if not requests:  # without GROUP BY an empty table still yields one all-zero row: no groups
+                continue
+            item.update(requests=requests, errors=errors, prompt_tokens=prompt, completion_tokens=completion,
+                        cost=Decimal(cost), latency_p50_ms=p50)
+            out.append(item)
+        out.sort(key=lambda r: sort_key(r, keys))
+        return out
+
+    def records(self, since: float | None = None) -> list[Record]:
+        """Rows with ts >= since, oldest first (insertion order among equal ts)."""
+        sql = f"SELECT {_COLUMNS} FROM requests"
+        params: tuple = ()
+        if since is not None:
+            sql += " WHERE ts >= ?"
+            params = (since,)
+        sql += " ORDER BY ts, id"
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        out = []
+        for row in rows:
+            rec = Record(*row)
+            rec.cost = Decimal(rec.cost)
+            rec.stream = bool(rec.stream)
+            out.append(rec)
+        return out
+
+    def ping(self) -> bool:
+        try:
+            with self._lock:
+                return self._conn.execute("SELECT 1").fetchone() == (1,)
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

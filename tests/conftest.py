@@ -1,0 +1,200 @@
+"""Shared fixtures: a fake OpenAI upstream on loopback and a real Hedgeway gateway in front of it.
+
+The fake speaks OpenAI's documented wire format (chat.completion, chat.completion.chunk SSE with
+`stream_options.include_usage`, embeddings list, error envelope) and misbehaves on demand, chosen by the
+upstream model name the gateway sends:
+
+    ok-*            normal answers (usage with prompt_tokens_details.cached_tokens)
+    fail-500        HTTP 500            fail-429   HTTP 429 with Retry-After: 0
+    bad-400         HTTP 400 (the request itself is invalid)
+    slow            waits 3 s before answering
+    cut-stream      sends two SSE events, then drops the connection
+    no-embed        404 on /embeddings
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import Counter
+
+import orjson
+import pytest
+from aiohttp import web
+
+from hedgeway.config import from_dict
+from hedgeway.http.background import BackgroundGateway
+
+MASTER = "sk-hedgeway-test-master"
+UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+
+
+class FakeOpenAI:
+    def __init__(self):
+        self.calls: Counter[str] = Counter()
+        self.requests: list[dict] = []  # every JSON body received, in order
+        self.headers: list[dict] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._started.set()
+        self._loop.run_forever()
+
+    def start(self):
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def stop(self):
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _common(self, request: web.Request):
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        model = body.get("model", "")
+        self.calls[model] += 1
+        if model == "fail-500":
+            return body, web.json_response({"error": {"message": "internal", "type": "server_error"}}, status=500)
+        if model == "fail-429":
+            return body, web.json_response({"error": {"message": "Rate limit reached", "type": "requests"}},
+                                           status=429, headers={"Retry-After": "0"})
+        if model == "bad-400":
+            return body, web.json_response({"error": {"message": "Invalid 'messages[0].role'", "type":
+                                                      "invalid_request_error", "param": "messages", "code": None}},
+                                           status=400)
+        if model == "slow":
+            await asyncio.sleep(3)
+        return body, None
+
+    async def chat(self, request: web.Request):
+        body, early = await self._common(request)
+        if early is not None:
+            return early
+        text = "echo: " + str(body["messages"][-1].get("content"))[:200]
+        usage = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
+                 "prompt_tokens_details": {"cached_tokens": 4}}
+        base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body["model"], "system_fingerprint": "fp"}
+        if not body.get("stream"):
+            msg = {"role": "assistant", "content": text}
+            if body.get("tools"):
+                msg = {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+                       "function": {"name": body["tools"][0]["function"]["name"], "arguments": '{"city":"Paris"}'}}]}
+            choices = [{"index": i, "message": msg, "logprobs": None,
+                        "finish_reason": "tool_calls" if body.get("tools") else "stop"} for i in range(body.get("n", 1))]
+            return web.json_response({**base, "object": "chat.completion", "choices": choices, "usage": usage})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        include_usage = (body.get("stream_options") or {}).get("include_usage")
+        chunk = {**base, "object": "chat.completion.chunk"}
+        if include_usage:
+            chunk["usage"] = None
+
+        async def send(choices, usage_obj=None):
+            payload = {**chunk, "choices": choices}
+            if usage_obj is not None:
+                payload["usage"] = usage_obj
+            await resp.write(b"data: " + orjson.dumps(payload) + b"\n\n")
+
+        await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        for word in text.split(" "):
+            await send([{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}])
+            if body["model"] == "cut-stream":
+                request.transport.abort()
+                return resp
+        await send([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        if include_usage:
+            await send([], usage)
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def embeddings(self, request: web.Request):
+        body, early = await self._common(request)
+        if early is not None:
+            return early
+        if body["model"] == "no-embed":
+            return web.json_response({"error": {"message": "not found", "type": "invalid_request_error"}},
+                                     status=404)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1), 0.2, 0.3]} for i in range(len(inputs))]
+        return web.json_response({"object": "list", "data": data, "model": body["model"],
+                                  "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}})
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+def gateway_config(upstream_url: str, ledger_url: str, **overrides) -> dict:
+    dep = lambda model, **kw: {"provider": "openai", "model": model, "api_base": upstream_url,  # noqa: E731
+                               "api_key": UPSTREAM_KEY, **kw}
+    cfg = {
+        "auth": {"master_key": MASTER},
+        "ledger": {"url": ledger_url, "flush_interval": 0.05},
+        "routing": {"num_retries": 1, "retry_backoff": 0.01,
+                    "fallbacks": {"flaky": ["gpt-4o-mini"], "dead": ["also-dead"]}},
+        "models": [
+            {"name": "gpt-4o-mini", "deployments": [dep("ok-mini", price={"input": "0.15", "output": "0.60",
+                                                                        "cached_input": "0.075"})]},
+            {"name": "flaky", "deployments": [dep("fail-500")]},
+            {"name": "limited", "deployments": [dep("fail-429")]},
+            {"name": "dead", "deployments": [dep("fail-500")]},
+            {"name": "also-dead", "deployments": [dep("fail-500")]},
+            {"name": "bad", "deployments": [dep("bad-400")]},
+            {"name": "slow", "deployments": [dep("slow", timeout=0.5)]},
+            {"name": "cut", "deployments": [dep("cut-stream")]},
+            {"name": "no-embed", "deployments": [dep("no-embed")]},
+            {"name": "sim", "deployments": [{"provider": "simulated", "model": "sim-1",
+                                             "price": {"input": "1", "output": "2"},
+                                             "settings": {"ttft_ms": 5, "tokens_per_second": 5000}}]},
+        ],
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+@pytest.fixture()
+def ledger_url(tmp_path):
+    return f"sqlite:///{tmp_path}/ledger.db"
+
+
+@pytest.fixture()
+def gateway(upstream, ledger_url):
+    """A running gateway (real server on loopback) in front of the fake upstream."""
+    with BackgroundGateway(from_dict(gateway_config(upstream.base_url, ledger_url))) as gw:
+        yield gw
+
+
+@pytest.fixture()
+def client(gateway):
+    import openai
+
+    return openai.OpenAI(base_url=gateway.base_url, api_key=MASTER, max_retries=0, timeout=10)
+
+
+def require_service(name: str, reason: str):
+    """Skip when a shared service is absent, except in CI (CI=true), where its absence is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is required in CI: {reason}")
+    pytest.skip(f"{name} not reachable: {reason}")
