@@ -246,3 +246,23 @@ def test_spend_cli_reads_postgres(pg, pg_url, capsys):
                  "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["model_name"] == "gpt-4o-mini" and row["cost"] == "0.3" and row["requests"] == 3
+
+
+def test_gateway_writes_its_ledger_to_postgres(pg, pg_url, upstream):
+    """The real server, the official SDK, and the ledger in PostgreSQL through the same interface."""
+    import openai
+
+    from conftest import MASTER, gateway_config
+    from hedgeway.config import from_dict
+    from hedgeway.http.background import BackgroundGateway
+
+    with BackgroundGateway(from_dict(gateway_config(upstream.base_url, pg_url))) as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER, max_retries=0)
+        for _ in range(3):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        for _ in client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                messages=[{"role": "user", "content": "y"}]):
+            pass
+    rows = pg.records()
+    assert len(rows) == 4 and sum(r.stream for r in rows) == 1
+    assert sum((r.cost for r in rows), Decimal(0)) == Decimal("0.000018")  # 4 × 0.0000045, exact

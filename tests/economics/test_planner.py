@@ -5,8 +5,9 @@ from decimal import Decimal as D
 import pytest
 
 from hedgeway import pricing
-from hedgeway.economics.catalog import build_scenario
-from hedgeway.economics.planner import build_plan, parse_since, summarise, verdict
+from hedgeway.cli.plan import parse_since
+from hedgeway.economics.planner import build_plan, summarise, verdict
+from hedgeway.economics.scenario import build_scenario
 from hedgeway.economics.whatif import complexity_of, parse_policy, reprice
 from hedgeway.errors import ConfigError
 from hedgeway.ledger.base import Record

@@ -105,3 +105,11 @@ def test_assessment_json_is_plain_types():
     j = assessment_json(assess({"privacy": 2}))
     assert j["tier"] == "self-host" and j["factors"][2]["title"] == "Data privacy"
     assert set(j) >= {"score", "tier", "tier_by_score", "factors", "overrides", "flowchart", "checklist"}
+
+
+def test_constraints_derive_their_factors_when_not_given():
+    a = assess({}, constraints={"on_prem": True, "mlops_team": False})
+    by = {f.name: f for f in a.factors}
+    assert (by["privacy"].points, by["privacy"].source) == (2, "derived")
+    assert (by["team"].points, by["team"].source) == (0, "derived")
+    assert assess({"team": 2}, constraints={"mlops_team": False}).factors[4].points == 2  # given wins

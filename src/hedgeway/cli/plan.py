@@ -4,7 +4,7 @@
                   --gpu-hourly 2.10 --gpus 2 [--naive] [--json] [--report plan.html]
     hedgeway plan --from-ledger [sqlite:///hedgeway.db] --since 7d [--what-if "simple=self:llama3-8b-1xa10,rest=logged"]
 
-Flags override the scenario file (`--scenario FILE`, format in hedgeway.economics.catalog); `--json`
+Flags override the scenario file (`--scenario FILE`, format in hedgeway.economics.scenario); `--json`
 prints the plan (schema in hedgeway.economics.planner). Exit status: 0 ok, 1 ledger unavailable, 2 bad input.
 """
 
@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 DEFAULT_LEDGER = "sqlite:///hedgeway.db"
@@ -55,10 +58,12 @@ def register(subparsers: Any) -> None:
                              ("--cached-input-price", "P", "API cached-input USD per M tokens"),
                              ("--profile", "NAME", "self-host profile (see --list)"),
                              ("--gpu", "NAME", "GPU type from the catalogue"), ("--gpus", "N", "GPUs per deployment"),
-                             ("--gpu-hourly", "R", "USD per GPU-hour"), ("--tokens-per-s", "N", "deployment throughput"),
+                             ("--gpu-hourly", "R", "USD per GPU-hour"),
+                             ("--tokens-per-s", "N", "deployment throughput"),
                              ("--utilisation", "U", "target utilisation (default 0.7)"),
                              ("--overhead", "F", "overhead on GPU cost (default 0.2)"),
-                             ("--fte", "N", "engineering FTE (default 0)"), ("--fte-cost", "USD", "loaded cost per FTE-year"),
+                             ("--fte", "N", "engineering FTE (default 0)"),
+                             ("--fte-cost", "USD", "loaded cost per FTE-year (default 200000)"),
                              ("--cap", "N", "break-even search cap, tokens/day (default 10B)"),
                              ("--simple-share", "S", "share of simple traffic for the hybrid tier"),
                              ("--latency-sla-ms", "MS", "TTFT SLA (derives the latency factor)")):
@@ -79,8 +84,26 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """Epoch seconds for "7d", "36h", "90m", "2w", "30s" before `now`, or an ISO date/time (UTC if naive).
+    Raises ValueError naming the flag."""
+    now = time.time() if now is None else now
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
+    if m:
+        return now - float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except (ValueError, AttributeError):
+        raise ValueError(f"--since: expected e.g. 7d, 24h, 30m or an ISO date, got {text!r}") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def _raw(args: argparse.Namespace) -> dict:
-    from hedgeway.economics.catalog import load_scenario_file, merge
+    from hedgeway.economics.catalog import merge
+    from hedgeway.economics.scenario import load_scenario_file
 
     over: dict[str, dict] = {}
     for dest, (section, key) in FLAG_PATHS.items():
@@ -116,17 +139,20 @@ def _records(url: str, since: float | None) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hedgeway.economics import catalog, planner
+    from hedgeway.economics import planner
+    from hedgeway.economics import scenario as scenarios
     from hedgeway.errors import ConfigError
 
     try:
-        scenario = catalog.build_scenario(_raw(args))
+        scenario = scenarios.build_scenario(_raw(args))
         if args.list:
             print(render_catalogue(scenario))
             return 0
         records = None
+        if args.since and not args.from_ledger:
+            raise ValueError("--since applies to --from-ledger only")
         if args.from_ledger:
-            since = planner.parse_since(args.since) if args.since else None
+            since = parse_since(args.since) if args.since else None
             records = _records(args.from_ledger, since)
         plan = planner.build_plan(scenario, records)
     except (ConfigError, ValueError) as exc:
@@ -151,8 +177,10 @@ def _grid(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [headers] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     right = [all(_numeric(r[i]) for r in cells[1:]) and len(cells) > 1 for i in range(len(headers))]
-    return "\n".join("  ".join(c.rjust(w) if rj else c.ljust(w) for c, w, rj in zip(r, widths, right)).rstrip()
-                     for r in cells)
+    def line(row: list[str]) -> str:
+        return "  ".join(c.rjust(w) if rj else c.ljust(w) for c, w, rj in zip(row, widths, right, strict=True))
+
+    return "\n".join(line(r).rstrip() for r in cells)
 
 
 def _numeric(text: str) -> bool:
@@ -168,11 +196,12 @@ def render_text(plan: dict[str, Any]) -> str:
     t, sh, a = plan["traffic"], plan["self_host"], plan["assessment"]
     lines = [f"Build vs buy ({plan['mode']}; API prices as of {plan['prices_as_of']})"]
     if t["tokens_per_day"]:
-        lines.append(f"Traffic: {tokens(t['daily_input_tokens'])} input + {tokens(t['daily_output_tokens'])} output "
-                     f"= {tokens(t['tokens_per_day'])} tokens/day (output {_pct(t['output_ratio'])}; from {t['source']})")
-    lines += ["", _grid(["API option", "$/M in", "$/M out", "monthly", "break-even", "naive"],
-                        [[o["name"], o["input_per_m"] or "-", o["output_per_m"] or "-", _usd(o["monthly_usd"]),
-                          tokens(o["capacity_break_even"]), tokens(o["naive_break_even"])] for o in plan["api_options"]])]
+        lines.append(f"Traffic: {tokens(t['daily_input_tokens'])} input + {tokens(t['daily_output_tokens'])} "
+                     f"output = {tokens(t['tokens_per_day'])} tokens/day (output {_pct(t['output_ratio'])}; "
+                     f"from {t['source']})")
+    options = [[o["name"], o["input_per_m"] or "-", o["output_per_m"] or "-", _usd(o["monthly_usd"]),
+                tokens(o["capacity_break_even"]), tokens(o["naive_break_even"])] for o in plan["api_options"]]
+    lines += ["", _grid(["API option", "$/M in", "$/M out", "monthly", "break-even", "naive"], options)]
     lines += [f"  {o['name']}: {o['reason']}" for o in plan["api_options"]]
     cap = plan["capacity_tokens_per_day"]
     lines += ["", f"Self-host {sh['profile']}: {sh['model']} on {sh['gpus']}× {sh['gpu']} at ${sh['gpu_hourly_usd']}/h "
@@ -191,7 +220,8 @@ def render_text(plan: dict[str, Any]) -> str:
     led = plan["ledger"]
     if led:
         ttft = " / ".join("-" if v is None else f"{v:.0f}" for v in led["ttft_ms"].values())
-        lines += ["", f"Ledger: {led['requests']:,} requests ({led['errors']} errors) over {_days(led['window_days'])}; "
+        lines += ["", f"Ledger: {led['requests']:,} requests ({led['errors']} errors) over "
+                      f"{_days(led['window_days'])}; "
                       f"{tokens(led['tokens_per_day_mean'])} tokens/day (peak {tokens(led['tokens_per_day_peak'])}); "
                       f"run-rate {_usd(led['monthly_run_rate_usd'])}/month; TTFT p50/p95/p99 {ttft} ms; "
                       f"simple {_pct(led['simple_share'])} of {led['classified']} classified",

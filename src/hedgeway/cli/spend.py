@@ -95,6 +95,7 @@ def table(rows: list[dict], keys: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import logging
     import os
     import sys
 
@@ -115,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         store.migrate()  # an older ledger gets the columns this version reads
         rows = store.spend(since=args.since, group_by=args.by)
+    except Exception as exc:  # a database error, not a bug in the caller: say so briefly
+        logging.getLogger("hedgeway").debug("spend failed", exc_info=True)
+        print(f"hedgeway spend: cannot read the ledger: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     if args.json:

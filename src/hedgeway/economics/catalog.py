@@ -1,35 +1,20 @@
-"""Catalogues as data (GPU options, self-host profiles; API prices come from `hedgeway.pricing`) and the
-planner's scenario: one validated, frozen `Scenario` built from a raw nested dict (a YAML scenario file with
-command-line flags merged over it). Every bad field raises `ConfigError` naming its path, e.g.
-`self_host.gpus: must be an integer >= 1, got 'two'`.
-
-Scenario file (every key optional):
-
-    traffic:     {daily_input_tokens, daily_output_tokens, daily_cached_input_tokens, output_ratio}
-    api:         {model, input_price, output_price, cached_input_price, compare: [model, ...]}
-    self_host:   {profile, gpu, gpus, gpu_hourly, billing: reserved|on_demand, tokens_per_s,
-                  utilisation, overhead, fte, fte_annual_cost}
-    plan:        {naive, cap_tokens_per_day, simple_share, what_if: ["simple=self:llama3-8b-1xa10,rest=logged"]}
-    factors:     {volume|latency|privacy|customisation|team|budget|freshness: 0|1|2}
-    constraints: {on_prem, pii, mlops_team, evals_mature: bool, latency_sla_ms}
-    gpus:        {NAME: {label, memory_gb, on_demand, reserved, source}}        # add or override GPUs
-    profiles:    {NAME: {model, gpu, gpus, tokens_per_s, source}}               # add or override profiles
+"""Catalogues as data: GPU options (data/gpus.yaml) and self-host profiles (data/profiles.yaml), both
+dated defaults that a scenario can override or extend; API prices come from the gateway's own catalogue
+(`hedgeway.pricing`, data/prices.yaml). Also the field parsers the scenario uses: each takes
+(value, path) and returns the parsed value or raises `ConfigError` naming the path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
-from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
 from hedgeway import pricing
-from hedgeway.economics.costmodel import DEFAULT_CAP, SelfHost, Traffic
-from hedgeway.economics.scoring import FACTORS
 from hedgeway.errors import ConfigError
 from hedgeway.types import PriceCard
 
@@ -63,7 +48,7 @@ class ApiOption:
 
 # ---- field parsers: (value, path) -> parsed value, or ConfigError naming the path -------------------
 
-def _to_dec(value: Any) -> Decimal | None:
+def to_decimal(value: Any) -> Decimal | None:
     """A finite Decimal from a YAML/CLI scalar ("10_000_000", "2.10", 0.2), or None."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         return None
@@ -74,9 +59,9 @@ def _to_dec(value: Any) -> Decimal | None:
     return d if d.is_finite() else None
 
 
-def _dec(lo: Decimal | None = Decimal(0), hi: Decimal | None = None, open_lo: bool = False) -> Parser:
+def as_decimal(lo: Decimal | None = Decimal(0), hi: Decimal | None = None, open_lo: bool = False) -> Parser:
     def parse(value: Any, path: str) -> Decimal:
-        d = _to_dec(value)
+        d = to_decimal(value)
         if d is None or (lo is not None and (d <= lo if open_lo else d < lo)) or (hi is not None and d > hi):
             bounds = f"{'>' if open_lo else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
             raise ConfigError(path, f"must be a number {bounds}, got {value!r}")
@@ -84,9 +69,9 @@ def _dec(lo: Decimal | None = Decimal(0), hi: Decimal | None = None, open_lo: bo
     return parse
 
 
-def _int(lo: int = 0, hi: int | None = None) -> Parser:
+def as_int(lo: int = 0, hi: int | None = None) -> Parser:
     def parse(value: Any, path: str) -> int:
-        d = _to_dec(value)
+        d = to_decimal(value)
         if d is None or d != d.to_integral_value() or d < lo or (hi is not None and d > hi):
             raise ConfigError(path, f"must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
                               + f", got {value!r}")
@@ -94,26 +79,26 @@ def _int(lo: int = 0, hi: int | None = None) -> Parser:
     return parse
 
 
-def _text(value: Any, path: str) -> str:
+def as_text(value: Any, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(path, f"must be a non-empty string, got {value!r}")
     return value.strip()
 
 
-def _texts(value: Any, path: str) -> tuple[str, ...]:
+def as_texts(value: Any, path: str) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list):
         raise ConfigError(path, f"must be a list of strings, got {value!r}")
-    return tuple(_text(v, f"{path}[{i}]") for i, v in enumerate(items))
+    return tuple(as_text(v, f"{path}[{i}]") for i, v in enumerate(items))
 
 
-def _bool(value: Any, path: str) -> bool:
+def as_bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(path, f"must be true or false, got {value!r}")
     return value
 
 
-def _choice(*options: str) -> Parser:
+def as_choice(*options: str) -> Parser:
     def parse(value: Any, path: str) -> str:
         v = str(value).replace("-", "_")
         if v not in options:
@@ -122,30 +107,11 @@ def _choice(*options: str) -> Parser:
     return parse
 
 
-MONEY, FRACTION = _dec(), _dec(Decimal(0), Decimal(1))
-GPU_FIELDS: dict[str, Parser] = {"label": _text, "memory_gb": _int(1), "on_demand": _dec(open_lo=True),
-                                 "reserved": _dec(open_lo=True), "source": _text}
-PROFILE_FIELDS: dict[str, Parser] = {"model": _text, "gpu": _text, "gpus": _int(1),
-                                     "tokens_per_s": _dec(open_lo=True), "source": _text}
-SCHEMA: dict[str, dict[str, Parser]] = {
-    "traffic": {"daily_input_tokens": _int(), "daily_output_tokens": _int(),
-                "daily_cached_input_tokens": _int(), "output_ratio": FRACTION},
-    "api": {"model": _text, "input_price": MONEY, "output_price": MONEY, "cached_input_price": MONEY,
-            "compare": _texts},
-    "self_host": {"profile": _text, "gpu": _text, "gpus": _int(1), "gpu_hourly": _dec(open_lo=True),
-                  "billing": _choice("reserved", "on_demand"), "tokens_per_s": _dec(open_lo=True),
-                  "utilisation": _dec(Decimal(0), Decimal(1), open_lo=True), "overhead": MONEY,
-                  "fte": MONEY, "fte_annual_cost": MONEY},
-    "plan": {"naive": _bool, "cap_tokens_per_day": _dec(open_lo=True), "simple_share": FRACTION,
-             "what_if": _texts},
-    "factors": {name: _int(0, 2) for name in FACTORS},
-    "constraints": {"on_prem": _bool, "pii": _bool, "mlops_team": _bool, "evals_mature": _bool,
-                    "latency_sla_ms": _dec(open_lo=True)},
-}
-NAMED_SECTIONS: dict[str, dict[str, Parser]] = {"gpus": GPU_FIELDS, "profiles": PROFILE_FIELDS}
-
-
-def _mapping(value: Any, path: str) -> dict:
+GPU_FIELDS: dict[str, Parser] = {"label": as_text, "memory_gb": as_int(1), "on_demand": as_decimal(open_lo=True),
+                                 "reserved": as_decimal(open_lo=True), "source": as_text}
+PROFILE_FIELDS: dict[str, Parser] = {"model": as_text, "gpu": as_text, "gpus": as_int(1),
+                                     "tokens_per_s": as_decimal(open_lo=True), "source": as_text}
+def as_mapping(value: Any, path: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -153,36 +119,12 @@ def _mapping(value: Any, path: str) -> dict:
     return value
 
 
-def _fields(raw: Any, schema: dict[str, Parser], path: str) -> dict[str, Any]:
-    raw = _mapping(raw, path)
+def check_fields(raw: Any, schema: dict[str, Parser], path: str) -> dict[str, Any]:
+    raw = as_mapping(raw, path)
     unknown = sorted(set(raw) - set(schema))
     if unknown:
         raise ConfigError(f"{path}.{unknown[0]}", f"unknown field; known: {', '.join(schema)}")
     return {k: schema[k](v, f"{path}.{k}") for k, v in raw.items() if v is not None}
-
-
-def validate(raw: Any) -> dict[str, dict[str, Any]]:
-    """Parse a raw scenario dict into typed sections (values absent when not given)."""
-    raw = _mapping(raw, "scenario")
-    known = {**SCHEMA, **NAMED_SECTIONS}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(unknown[0], f"unknown section; known: {', '.join(known)}")
-    out = {name: _fields(raw.get(name), schema, name) for name, schema in SCHEMA.items()}
-    for name, schema in NAMED_SECTIONS.items():
-        out[name] = {str(k): _fields(v, schema, f"{name}.{k}") for k, v in _mapping(raw.get(name), name).items()}
-    return out
-
-
-def load_scenario_file(path: str | Path) -> dict:
-    """The raw dict of a YAML scenario file (not yet validated); ConfigError when unreadable."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError("scenario", f"cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError("scenario", f"{path} is not valid YAML: {exc}") from exc
-    return _mapping(raw, "scenario")
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -198,14 +140,14 @@ def merge(base: dict, over: dict) -> dict:
 
 # ---- catalogues -------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _shipped(name: str) -> dict:
     return yaml.safe_load(files("hedgeway.data").joinpath(name).read_text())
 
 
 def gpu_catalogue(extra: dict[str, dict] | None = None) -> dict[str, Gpu]:
     """Shipped GPUs (data/gpus.yaml) with `extra` (validated scenario `gpus:` entries) merged over them."""
-    raw = {k: _fields(v, GPU_FIELDS, f"gpus.{k}") for k, v in _shipped("gpus.yaml")["gpus"].items()}
+    raw = {k: check_fields(v, GPU_FIELDS, f"gpus.{k}") for k, v in _shipped("gpus.yaml")["gpus"].items()}
     out = {}
     for name, f in merge(raw, extra or {}).items():
         rates = {b: f[b] for b in ("reserved", "on_demand") if b in f}
@@ -215,7 +157,8 @@ def gpu_catalogue(extra: dict[str, dict] | None = None) -> dict[str, Gpu]:
 
 def profile_catalogue(extra: dict[str, dict] | None = None) -> dict[str, Profile]:
     """Shipped self-host profiles (data/profiles.yaml) with `extra` merged over them."""
-    raw = {k: _fields(v, PROFILE_FIELDS, f"profiles.{k}") for k, v in _shipped("profiles.yaml")["profiles"].items()}
+    shipped = _shipped("profiles.yaml")["profiles"]
+    raw = {k: check_fields(v, PROFILE_FIELDS, f"profiles.{k}") for k, v in shipped.items()}
     out = {}
     for name, f in merge(raw, extra or {}).items():
         missing = [k for k in ("model", "gpu", "gpus", "tokens_per_s") if k not in f]
@@ -246,80 +189,3 @@ def resolve_api(name: str, path: str = "api.model") -> ApiOption:
     if len(matches) > 1:
         raise ConfigError(path, f"{name!r} is ambiguous: {', '.join(matches)}")
     return ApiOption(matches[0], card)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """Everything the planner needs, validated. `traffic` is None when no volume was given (the ledger
-    may supply it); `output_ratio` is an explicit override of the traffic's own ratio."""
-
-    api: ApiOption
-    compare: tuple[ApiOption, ...]
-    self_host: SelfHost
-    gpus: dict[str, Gpu]
-    profiles: dict[str, Profile]
-    traffic: Traffic | None = None
-    output_ratio: Decimal | None = None
-    naive: bool = False
-    cap: Decimal = DEFAULT_CAP
-    simple_share: Decimal | None = None
-    what_if: tuple[str, ...] = ()
-    factors: dict[str, int] = field(default_factory=dict)
-    constraints: dict[str, Any] = field(default_factory=dict)
-
-    def self_host_for(self, profile: str, path: str = "self_host.profile") -> SelfHost:
-        """`profile` priced at this scenario's billing, with its overhead, utilisation and labour."""
-        return _profile_spec(self.profiles, self.gpus, profile, self.self_host, path)
-
-
-def _profile_spec(profiles: dict[str, Profile], gpus: dict[str, Gpu], name: str, base: SelfHost,
-                  path: str, gpu: str | None = None) -> SelfHost:
-    if name not in profiles:
-        raise ConfigError(path, f"unknown profile {name!r}; known: {', '.join(sorted(profiles))}")
-    p = profiles[name]
-    gpu = gpu or p.gpu
-    if gpu not in gpus:
-        raise ConfigError("self_host.gpu" if path.startswith("self_host") else f"profiles.{name}.gpu",
-                          f"unknown GPU {gpu!r}; known: {', '.join(sorted(gpus))}")
-    rate = gpus[gpu].rates.get(base.billing)
-    if rate is None:
-        raise ConfigError(f"gpus.{gpu}.{base.billing}", "no rate for this billing; give one or --gpu-hourly")
-    return replace(base, name=name, model=p.model, gpu=gpu, gpus=p.gpus, gpu_hourly=rate,
-                   tokens_per_s=p.tokens_per_s)
-
-
-def build_scenario(raw: dict) -> Scenario:
-    """Validate `raw` (scenario file merged with flags) into a `Scenario`; ConfigError names the bad field."""
-    v = validate(raw)
-    gpus, profiles = gpu_catalogue(v["gpus"]), profile_catalogue(v["profiles"])
-    t, a, s, plan = v["traffic"], v["api"], v["self_host"], v["plan"]
-    traffic = None
-    if "daily_input_tokens" in t or "daily_output_tokens" in t:
-        traffic = Traffic(Decimal(t.get("daily_input_tokens", 0)), Decimal(t.get("daily_output_tokens", 0)),
-                          Decimal(t.get("daily_cached_input_tokens", 0)))
-        if traffic.daily_cached_input > traffic.daily_input:
-            raise ConfigError("traffic.daily_cached_input_tokens", "cannot exceed daily_input_tokens")
-    if ("input_price" in a) != ("output_price" in a):
-        raise ConfigError("api.output_price" if "input_price" in a else "api.input_price",
-                          "input_price and output_price go together")
-    if "input_price" in a:
-        api = ApiOption(a.get("model", "custom"), PriceCard(a["input_price"], a["output_price"],
-                                                            a.get("cached_input_price"), source="scenario"))
-    else:
-        api = resolve_api(a.get("model", "anthropic/claude-3-5-sonnet"))
-    compare = tuple(resolve_api(n, f"api.compare[{i}]")
-                    for i, n in enumerate(a.get("compare", ("openai/gpt-4o-mini",))))
-    base = SelfHost(gpus=1, gpu_hourly=Decimal(1), utilisation=s.get("utilisation", Decimal("0.7")),
-                    overhead=s.get("overhead", Decimal("0.2")), fte=s.get("fte", Decimal(0)),
-                    fte_annual_cost=s.get("fte_annual_cost", Decimal(200_000)), billing=s.get("billing", "reserved"))
-    name = s.get("profile", default_profile())
-    spec = _profile_spec(profiles, gpus, name, base, "self_host.profile", s.get("gpu"))
-    custom = {k: s[k] for k in ("gpus", "gpu_hourly", "tokens_per_s") if k in s}
-    if custom or "gpu" in s:
-        spec = replace(spec, name=f"{name} (customised)", **custom)
-    return Scenario(api=api, compare=tuple(c for c in compare if c.name != api.name),
-                    self_host=spec, gpus=gpus, profiles=profiles, traffic=traffic,
-                    output_ratio=t.get("output_ratio"), naive=plan.get("naive", False),
-                    cap=plan.get("cap_tokens_per_day", DEFAULT_CAP), simple_share=plan.get("simple_share"),
-                    what_if=plan.get("what_if", ()), factors=dict(v["factors"]),
-                    constraints=dict(v["constraints"]))

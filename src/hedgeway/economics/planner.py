@@ -19,7 +19,7 @@ are numbers; null means unknown or never:
                    monthly_usd, break_even_tokens_per_day, sustained_from, reason}   (vs the first API option)
     by_tier[]     {tier, monthly_usd, how}
     assessment    {score, tier, tier_by_score, advice, factors[], overrides[], flowchart[], checklist[]}
-    ledger        null | {requests, errors, window_days, tokens_per_day_mean, tokens_per_day_peak,
+    ledger        null | {requests, errors, window_days, span_seconds, tokens_per_day_mean, tokens_per_day_peak,
                    output_ratio, spend_usd, monthly_run_rate_usd, ttft_ms {p50, p95, p99}, classified,
                    simple_share, mix[] {model, deployment, requests, tokens, share, spend_usd}}
     what_if[]     {policy, monthly_usd, api_monthly_usd, self_host_monthly_usd, deployments, routed_share,
@@ -30,8 +30,6 @@ are numbers; null means unknown or never:
 
 from __future__ import annotations
 
-import re
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,8 +38,8 @@ from typing import Any, Iterable
 
 from hedgeway import pricing
 from hedgeway.economics import costmodel as cm
-from hedgeway.economics.catalog import Scenario, build_scenario
 from hedgeway.economics.report import verdict_text
+from hedgeway.economics.scenario import Scenario, build_scenario
 from hedgeway.economics.scoring import assess, assessment_json
 from hedgeway.economics.whatif import complexity_of, default_policies, reprice, small_profile
 from hedgeway.ledger.base import Record
@@ -49,21 +47,6 @@ from hedgeway.types import PriceCard
 
 SCHEMA = "hedgeway.plan/1"
 ASSUMED_SIMPLE_SHARE = Decimal("0.6")  # the article: a small model meets the bar for 60–70% of queries
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-def parse_since(text: str, now: float | None = None) -> float:
-    """Epoch seconds for "7d", "36h", "90m", "2w", "30s" before `now`, or an ISO date/time (UTC if naive).
-    Raises ValueError naming the flag."""
-    now = time.time() if now is None else now
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
-    if m:
-        return now - float(m.group(1)) * _UNITS[m.group(2)]
-    try:
-        dt = datetime.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
-        raise ValueError(f"--since: expected e.g. 7d, 24h, 30m or an ISO date, got {text!r}") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _pct(values: list[float], q: int) -> float | None:
@@ -187,10 +170,12 @@ def _profile_row(spec: cm.SelfHost, rate: Decimal, volume: Decimal | None, cap: 
 
 def _ledger_json(s: TrafficStats) -> dict[str, Any]:
     return {"requests": s.requests, "errors": s.errors, "window_days": float(round(s.window_days, 3)),
+            "span_seconds": round(s.span_seconds, 1),
             "tokens_per_day_mean": _int(s.traffic.total), "tokens_per_day_peak": s.peak_day_tokens,
             "output_ratio": round(float(s.traffic.output_ratio), 4), "spend_usd": _money(s.spend),
             "monthly_run_rate_usd": _money(s.monthly_run_rate), "ttft_ms": s.ttft_ms,
-            "classified": s.classified, "simple_share": None if s.simple_share is None else round(float(s.simple_share), 4),
+            "classified": s.classified,
+            "simple_share": None if s.simple_share is None else round(float(s.simple_share), 4),
             "mix": s.mix}
 
 
@@ -203,6 +188,8 @@ def build_plan(scenario: Scenario, records: Iterable[Record] | None = None) -> d
     stats = summarise(recs) if recs else None
     if recs is not None and not recs:
         notes.append("the ledger has no requests in this window")
+    if stats and sc.traffic:
+        notes.append("the traffic given in flags or the scenario is ignored: the ledger's is used")
     traffic = stats.traffic if stats else sc.traffic
     volume = traffic.total if traffic and traffic.total else None
     naive_ratio = cm.ARTICLE_OUTPUT_RATIO if sc.output_ratio is None else sc.output_ratio
@@ -295,7 +282,8 @@ def _what_ifs(sc: Scenario, recs: list[Record], stats: TrafficStats) -> list[dic
         w = reprice(recs, policy, stats, sc, path=f"plan.what_if[{i}]")
         saving = baseline - w["monthly"]
         rows.append({"policy": w["policy"], "monthly_usd": _money(w["monthly"]),
-                     "api_monthly_usd": _money(w["api_monthly"]), "self_host_monthly_usd": _money(w["self_host_monthly"]),
+                     "api_monthly_usd": _money(w["api_monthly"]),
+                     "self_host_monthly_usd": _money(w["self_host_monthly"]),
                      "deployments": w["deployments"], "routed_share": w["routed_share"], "savings_usd": _money(saving),
                      "savings_pct": round(float(saving / baseline), 4) if baseline else None})
     return rows

@@ -36,13 +36,22 @@ def _days(n: float) -> str:
     return "1 day" if n == 1 else f"{n:.1f} days"
 
 
+def _window(led: dict[str, Any]) -> str:
+    """"7.0 days", or for a window under a day "12 min of traffic (counted as one day)"."""
+    span = led.get("span_seconds", 86_400)
+    if span >= 86_400:
+        return _days(led["window_days"])
+    text = f"{span:.0f} s" if span < 120 else f"{span / 60:.0f} min" if span < 7200 else f"{span / 3600:.1f} h"
+    return f"{text} of traffic (counted as one day)"
+
+
 def verdict_text(plan: dict[str, Any]) -> str:
     """The plan in one paragraph: traffic and spend, tier, break-even (or never, and why), best what-if."""
     led, t, sh, a = plan.get("ledger"), plan["traffic"], plan["self_host"], plan["assessment"]
     base = plan["api_options"][0]
     parts = []
     if led:
-        parts.append(f"Over {_days(led['window_days'])} the gateway logged {led['requests']:,} requests: "
+        parts.append(f"Over {_window(led)} the gateway logged {led['requests']:,} requests: "
                      f"{cm.tokens(led['tokens_per_day_mean'])} tokens/day (peak day "
                      f"{cm.tokens(led['tokens_per_day_peak'])}), {_pct(led['output_ratio'])} output, a run-rate "
                      f"of {_usd(led['monthly_run_rate_usd'])}/month.")
@@ -55,10 +64,12 @@ def verdict_text(plan: dict[str, Any]) -> str:
     parts.append(f"The 7-factor score is {a['score']}/14, so the tier is {a['tier']}{over}.")
     who = f"{sh['model']} on {sh['gpus']}× {sh['gpu']} at ${sh['gpu_hourly_usd']}/h ({sh['billing']})"
     against = "your logged prices" if led else base["name"]
-    cost = f" would cost {_usd(plan['self_host_monthly_usd'])}/month" + (" at this volume" if t["tokens_per_day"] else "")
+    cost = f" would cost {_usd(plan['self_host_monthly_usd'])}/month"
+    cost += " at this volume" if t["tokens_per_day"] else ""
     be = plan["break_even_tokens_per_day"]
     if be is None:
-        parts.append(f"Self-hosting {who}{cost} and never breaks even against {against}: {plan['break_even_reason']}.")
+        parts.append(f"Self-hosting {who}{cost} and never breaks even against {against}: "
+                     f"{plan['break_even_reason']}.")
     else:
         mode = "on the article's naive formula" if plan["mode"] == "naive" else "with capacity steps"
         parts.append(f"Self-hosting {who}{cost} and breaks even against {against} at {cm.tokens(be)} tokens/day "
@@ -67,7 +78,8 @@ def verdict_text(plan: dict[str, Any]) -> str:
         best = min(plan["what_if"], key=lambda w: Decimal(w["monthly_usd"]))
         delta = Decimal(best["savings_usd"])
         change = f"saving {_usd(delta)}/month" if delta > 0 else f"{_usd(-delta)}/month more"
-        parts.append(f"The cheapest what-if, {best['policy']}, would cost {_usd(best['monthly_usd'])}/month ({change}).")
+        parts.append(f"The cheapest what-if, {best['policy']}, would cost {_usd(best['monthly_usd'])}/month "
+                     f"({change}).")
     if plan["self_host"]["fte"] == 0:
         parts.append("Engineering time is not included.")
     return " ".join(parts)
@@ -145,7 +157,8 @@ def bar_chart(title: str, bars: list[tuple[str, float, str]], w: int = 760) -> s
         width = max(1.0, (w - left - right) * value / top_v)
         out.append(f'<text x="{left}" y="{y - 4}">{escape(label[:110])}</text>'
                    f'<rect x="{left}" y="{y}" width="{width:.1f}" height="{bar_h}" fill="{colour}"/>'
-                   f'<text x="{left + width + 6:.1f}" y="{y + bar_h / 2 + 4}">{escape(cm.usd(Decimal(str(value))))}</text>')
+                   f'<text x="{left + width + 6:.1f}" y="{y + bar_h / 2 + 4}">'
+                   f'{escape(cm.usd(Decimal(str(value))))}</text>')
     return "\n".join(out + ["</svg>"])
 
 
@@ -164,13 +177,16 @@ def cost_curve_svg(plan: dict[str, Any]) -> str:
     sh, volume = plan["self_host"], plan["traffic"]["tokens_per_day"]
     g, lab, cap = _d(sh["deployment_monthly_usd"]), _d(sh["labour_monthly_usd"]), plan["capacity_tokens_per_day"]
     be = plan["break_even_tokens_per_day"]
-    x_max = _ticks(float(max([2 * volume if volume else 0, 1.3 * be if be else 0, 2.5 * cap if cap else 0, 1e6])))[-1]
+    # wide enough for the current volume, the break-even and a couple of capacity steps
+    x_max = _ticks(float(max(2 * (volume or 0), 1.3 * (be or 0), 2.5 * (cap or 0), 1e6)))[-1]
     series, marks = [], []
     for i, opt in enumerate(plan["api_options"]):
         r = float(_rate(opt, plan))
-        series.append({"label": opt["name"], "colour": PALETTE[i % len(PALETTE)], "points": [(0, 0), (x_max, r * x_max)]})
-        if opt["capacity_break_even"] is not None:
-            marks.append((opt["capacity_break_even"], r * opt["capacity_break_even"], cm.tokens(opt["capacity_break_even"])))
+        series.append({"label": opt["name"], "colour": PALETTE[i % len(PALETTE)],
+                       "points": [(0, 0), (x_max, r * x_max)]})
+        v = opt["capacity_break_even"]
+        if v is not None:
+            marks.append((v, r * v, cm.tokens(v)))
     steps, k = [], 1
     while cap and (k - 1) * cap <= x_max and k < 500:
         y = float(k * g + lab)
@@ -179,7 +195,8 @@ def cost_curve_svg(plan: dict[str, Any]) -> str:
     fixed = float(g + lab)
     series.append({"label": f"self-host {sh['gpus']}× {sh['gpu']} (steps)", "colour": SELF_COLOUR,
                    "points": steps or [(0, fixed), (x_max, fixed)]})
-    series.append({"label": "naive: fixed bill, no capacity", "colour": "#999", "dashed": True, "points": [(0, fixed), (x_max, fixed)]})
+    series.append({"label": "naive: fixed bill, no capacity", "colour": "#999", "dashed": True,
+                   "points": [(0, fixed), (x_max, fixed)]})
     vline = (float(volume), f"you: {cm.tokens(volume)}/day") if volume else None
     return line_chart("Monthly cost vs tokens/day", series, x_max, marks, vline)
 
@@ -197,64 +214,87 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;co
        ".verdict{background:#f6f8fa;border-left:4px solid #ff7f0e;padding:10px 14px}img{max-width:100%}")
 
 
+def _section_options(plan: dict[str, Any]) -> list[str]:
+    options = [[o["name"], o["input_per_m"] or "-", o["output_per_m"] or "-", _usd(o["monthly_usd"]),
+                cm.tokens(o["capacity_break_even"]), cm.tokens(o["naive_break_even"]), o["reason"]]
+               for o in plan["api_options"]]
+    profiles = [[p["profile"], p["model"], f"{p['gpus']}× {p['gpu']}", _usd(p["deployment_monthly_usd"]),
+                 cm.tokens(p["capacity_tokens_per_day"]), p["deployments"], _usd(p["monthly_usd"]),
+                 cm.tokens(p["break_even_tokens_per_day"]), p["reason"]] for p in plan["profiles"]]
+    return ["<h2>API options</h2>",
+            _table(["option", "$/M in", "$/M out", "monthly", "break-even (capacity)", "break-even (naive)", "why"],
+                   options),
+            f"<h2>Self-host profiles (against {escape(plan['api_options'][0]['name'])})</h2>",
+            _table(["profile", "model", "GPUs", "per deployment", "capacity/day", "deployments", "monthly",
+                    "break-even", "why"], profiles)]
+
+
+def _section_what_if(plan: dict[str, Any]) -> list[str]:
+    if not plan["what_if"]:
+        return []
+    bars = [("as logged", float(plan["api_monthly_usd"]), PALETTE[0])]
+    bars += [(w["policy"], float(w["monthly_usd"]), PALETTE[2 + i % 3]) for i, w in enumerate(plan["what_if"])]
+    rows = [[w["policy"], _usd(w["monthly_usd"]), _usd(w["api_monthly_usd"]), _usd(w["self_host_monthly_usd"]),
+             w["deployments"], _pct(w["routed_share"]), f"{_usd(w['savings_usd'])} ({_pct(w['savings_pct'])})"]
+            for w in plan["what_if"]]
+    return ["<h2>What-if re-pricing of the logged requests</h2>",
+            _img(bar_chart("What-if: monthly cost", bars), "what-if costs"),
+            _table(["policy", "monthly", "API part", "self-host part", "deployments", "routed", "saving"], rows)]
+
+
+def _section_ledger(plan: dict[str, Any]) -> list[str]:
+    led = plan["ledger"]
+    if not led:
+        return []
+    ttft = " / ".join("-" if v is None else f"{v:.0f}" for v in led["ttft_ms"].values())
+    summary = [[led["requests"], led["errors"], _days(led["window_days"]), cm.tokens(led["tokens_per_day_mean"]),
+                cm.tokens(led["tokens_per_day_peak"]), _pct(led["output_ratio"]), ttft, _pct(led["simple_share"])]]
+    mix = [[m["model"], m["deployment"], m["requests"], cm.tokens(m["tokens"]), _pct(m["share"]),
+            _usd(m["spend_usd"])] for m in led["mix"]]
+    return ["<h2>Traffic in the ledger</h2>",
+            _table(["requests", "errors", "window", "tokens/day", "peak day", "output ratio",
+                    "TTFT p50/p95/p99 ms", "simple share"], summary),
+            _table(["model", "deployment", "requests", "tokens", "share", "spend"], mix)]
+
+
+def _section_score(plan: dict[str, Any]) -> list[str]:
+    a = plan["assessment"]
+    return [f"<h2>7-factor score: {a['score']}/14 → {escape(a['tier'])}</h2><p>{escape(a['advice'])}</p>",
+            _table(["factor", "points", "source", "reason"],
+                   [[f["title"], f["points"], f["source"], f["reason"]] for f in a["factors"]]),
+            "".join(f"<p><b>Override:</b> {escape(o)}</p>" for o in a["overrides"]),
+            "<h3>Decision flowchart</h3><ol>" + "".join(f"<li>{escape(s)}</li>" for s in a["flowchart"]) + "</ol>",
+            "<h3>Checklist</h3>",
+            _table(["question", "answer", "recommendation"],
+                   [[c["question"], c["answer"], c["recommendation"]] for c in a["checklist"]])]
+
+
+def _section_assumptions(plan: dict[str, Any]) -> list[str]:
+    t, sh = plan["traffic"], plan["self_host"]
+    used = _pct(t["output_ratio_used"])
+    rows = [["traffic", f"{cm.tokens(t['tokens_per_day'])} tokens/day; output ratio used {used}"],
+            ["self-host", f"{sh['profile']}: {sh['gpus']}× {sh['gpu']} at ${sh['gpu_hourly_usd']}/h ({sh['billing']}), "
+                          f"{sh['tokens_per_s']} tokens/s per deployment, target utilisation {sh['utilisation']:.0%}, "
+                          f"overhead {sh['overhead']:.0%}, {sh['fte']:g} FTE"],
+            ["month", "30 days, 720 hours"]] + [["note", n] for n in plan["notes"]]
+    return ["<h2>Assumptions</h2>", _table(["", ""], rows)]
+
+
 def render_html(plan: dict[str, Any]) -> str:
     """The whole report as one HTML document (UTF-8, no external resources)."""
-    a, sh, t = plan["assessment"], plan["self_host"], plan["traffic"]
-    be = plan["break_even_tokens_per_day"]
-    kpis = [("API monthly", _usd(plan["api_monthly_usd"])), ("Self-host monthly", _usd(plan["self_host_monthly_usd"])),
-            ("Break-even", f"{cm.tokens(be)}{'' if be is None else '/day'}"),
-            ("Tier", f"{a['tier']} ({a['score']}/14)")]
+    a, be = plan["assessment"], plan["break_even_tokens_per_day"]
+    kpis = [("API monthly", _usd(plan["api_monthly_usd"])),
+            ("Self-host monthly", _usd(plan["self_host_monthly_usd"])),
+            ("Break-even", cm.tokens(be) + ("" if be is None else "/day")), ("Tier", f"{a['tier']} ({a['score']}/14)")]
     bars = [(f"{b['tier']}: {b['how']}", float(b["monthly_usd"]), TIER_COLOURS[b["tier"]]) for b in plan["by_tier"]]
-    html = [f"<!doctype html><html><head><meta charset='utf-8'><title>Hedgeway build-vs-buy plan</title>"
+    html = ["<!doctype html><html><head><meta charset='utf-8'><title>Hedgeway build-vs-buy plan</title>"
             f"<style>{CSS}</style></head><body><h1>Build vs buy: the plan</h1>",
-            f"<p>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · API prices as of {plan['prices_as_of']} · "
-            f"mode: {plan['mode']}</p><p class='verdict'>{escape(verdict_text(plan))}</p>",
+            f"<p>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · API prices as of "
+            f"{plan['prices_as_of']} · mode: {plan['mode']}</p><p class='verdict'>{escape(verdict_text(plan))}</p>",
             "".join(f"<span class='kpi'>{escape(k)}<b>{escape(v)}</b></span>" for k, v in kpis),
             "<h2>Cost against volume</h2>", _img(cost_curve_svg(plan), "monthly cost vs tokens per day")]
     if bars:
         html += ["<h2>Cost by tier at your volume</h2>", _img(bar_chart("Monthly cost by tier", bars), "cost by tier")]
-    html += ["<h2>API options</h2>", _table(
-        ["option", "$/M in", "$/M out", "monthly", "break-even (capacity)", "break-even (naive)", "why"],
-        [[o["name"], o["input_per_m"] or "-", o["output_per_m"] or "-", _usd(o["monthly_usd"]),
-          cm.tokens(o["capacity_break_even"]), cm.tokens(o["naive_break_even"]), o["reason"]]
-         for o in plan["api_options"]]),
-        "<h2>Self-host profiles</h2>", _table(
-        ["profile", "model", "GPUs", "per deployment", "capacity/day", "deployments", "monthly", "break-even", "why"],
-        [[p["profile"], p["model"], f"{p['gpus']}× {p['gpu']}", _usd(p["deployment_monthly_usd"]),
-          cm.tokens(p["capacity_tokens_per_day"]), p["deployments"], _usd(p["monthly_usd"]),
-          cm.tokens(p["break_even_tokens_per_day"]), p["reason"]] for p in plan["profiles"]])]
-    if plan["what_if"]:
-        html += ["<h2>What-if re-pricing of the logged requests</h2>",
-                 _img(bar_chart("What-if: monthly cost", [("as logged", float(plan["api_monthly_usd"]), PALETTE[0])]
-                                + [(w["policy"], float(w["monthly_usd"]), PALETTE[2 + i % 3])
-                                   for i, w in enumerate(plan["what_if"])]), "what-if costs"),
-                 _table(["policy", "monthly", "API part", "self-host part", "deployments", "routed", "saving"],
-                        [[w["policy"], _usd(w["monthly_usd"]), _usd(w["api_monthly_usd"]), _usd(w["self_host_monthly_usd"]),
-                          w["deployments"], _pct(w["routed_share"]), f"{_usd(w['savings_usd'])} ({_pct(w['savings_pct'])})"]
-                         for w in plan["what_if"]])]
-    if plan["ledger"]:
-        led = plan["ledger"]
-        html += ["<h2>Traffic in the ledger</h2>", _table(["requests", "errors", "days", "tokens/day", "peak day",
-                 "output ratio", "TTFT p50/p95/p99 ms", "simple share"],
-                 [[led["requests"], led["errors"], led["window_days"], cm.tokens(led["tokens_per_day_mean"]),
-                   cm.tokens(led["tokens_per_day_peak"]), _pct(led["output_ratio"]),
-                   " / ".join("-" if v is None else f"{v:.0f}" for v in led["ttft_ms"].values()),
-                   _pct(led["simple_share"])]]),
-                 _table(["model", "deployment", "requests", "tokens", "share", "spend"],
-                        [[m["model"], m["deployment"], m["requests"], cm.tokens(m["tokens"]), _pct(m["share"]),
-                          _usd(m["spend_usd"])] for m in led["mix"]])]
-    html += [f"<h2>7-factor score: {a['score']}/14 → {escape(a['tier'])}</h2><p>{escape(a['advice'])}</p>",
-             _table(["factor", "points", "source", "reason"],
-                    [[f["title"], f["points"], f["source"], f["reason"]] for f in a["factors"]]),
-             "".join(f"<p><b>Override:</b> {escape(o)}</p>" for o in a["overrides"]),
-             "<h3>Decision flowchart</h3><ol>" + "".join(f"<li>{escape(s)}</li>" for s in a["flowchart"]) + "</ol>",
-             "<h3>Checklist</h3>", _table(["question", "answer", "recommendation"],
-                                         [[c["question"], c["answer"], c["recommendation"]] for c in a["checklist"]]),
-             "<h2>Assumptions</h2>", _table(["", ""], [
-                 ["traffic", f"{cm.tokens(t['tokens_per_day'])} tokens/day, output ratio used {_pct(t['output_ratio_used'])}"],
-                 ["self-host", f"{sh['profile']}: {sh['gpus']}× {sh['gpu']} at ${sh['gpu_hourly_usd']}/h ({sh['billing']}), "
-                               f"{sh['tokens_per_s']} tokens/s, utilisation {sh['utilisation']:.0%}, overhead {sh['overhead']:.0%}, "
-                               f"{sh['fte']:g} FTE"],
-                 ["month", "30 days, 720 hours"]] + [["note", n] for n in plan["notes"]]),
-             "</body></html>"]
-    return "\n".join(html)
+    for section in (_section_options, _section_what_if, _section_ledger, _section_score, _section_assumptions):
+        html += section(plan)
+    return "\n".join(html + ["</body></html>"])

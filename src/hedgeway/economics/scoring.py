@@ -116,7 +116,8 @@ CHECKLIST: tuple[tuple[str, str, str, str], ...] = (
     ("Is your use case latency-sensitive (< 200ms TTFT)?", "latency_under_200",
      "Self-host with vLLM + speculative decoding (Tier 2/3)", "API latency acceptable (Tier 1)"),
     ("Is your token volume predictable month-to-month?", "predictable",
-     "Reserved GPU instances; self-host economics are favourable", "API with usage alerts; variable billing acceptable"),
+     "Reserved GPU instances; self-host economics are favourable",
+     "API with usage alerts; variable billing acceptable"),
     ("Do you need the latest model capabilities as they ship?", "need_latest",
      "Managed API — new models arrive there first (Tier 1)", "Self-host with controlled upgrade cycle viable"),
     ("Is your monthly API bill already above $10K?", "bill_over_10k",
@@ -178,9 +179,9 @@ def assess(given: Mapping[str, int] | None = None, *, tokens_per_day: Decimal | 
            api_monthly: Decimal | None = None, constraints: Mapping[str, Any] | None = None) -> Assessment:
     """Score the 7 factors and pick the tier.
 
-    `given` holds explicit points by factor name (they win); volume is derived from `tokens_per_day` and
-    latency from `latency_sla_ms` when not given (a logged `ttft_p95_ms` is quoted against the SLA);
-    anything else is assumed 0. `constraints` may set `on_prem`, `pii`, `mlops_team`, `evals_mature`
+    `given` holds explicit points by factor name (they win); when not given, volume is derived from
+    `tokens_per_day`, latency from `latency_sla_ms` (a logged `ttft_p95_ms` is quoted against the SLA),
+    privacy from `on_prem` and team from `mlops_team`; anything else is assumed 0. `constraints` may set `on_prem`, `pii`, `mlops_team`, `evals_mature`
     (booleans) to answer questions the points cannot. Raises ValueError for unknown factors or points."""
     given, constraints = dict(given or {}), dict(constraints or {})
     unknown = sorted(set(given) - set(FACTORS))
@@ -195,6 +196,10 @@ def assess(given: Mapping[str, int] | None = None, *, tokens_per_day: Decimal | 
             met = "meets" if ttft_p95_ms <= float(latency_sla_ms) else "misses"
             why += f"; logged p95 TTFT {ttft_p95_ms:.0f} ms {met} it"
         derived["latency"] = (latency_points(latency_sla_ms), why)
+    if constraints.get("on_prem"):
+        derived["privacy"] = (2, "data must stay on the premises")
+    if constraints.get("mlops_team") is not None:
+        derived["team"] = (1, "MLOps team in place") if constraints["mlops_team"] else (0, "no MLOps team")
     factors = [_derive(name, given, derived) for name in FACTORS]
     pts = {f.name: f.points for f in factors}
     score = sum(pts.values())
@@ -204,7 +209,7 @@ def assess(given: Mapping[str, int] | None = None, *, tokens_per_day: Decimal | 
     if not answers["data_can_leave"]:
         tier = "self-host"
         overrides.append("data must stay on the premises → self-host or a private endpoint, whatever the "
-                         "score (the stronger constraint wins)")
+                         "score; the stronger constraint wins")
     if not answers["mlops_team"]:
         if tier == "self-host" and answers["data_can_leave"]:
             tier = "hybrid"

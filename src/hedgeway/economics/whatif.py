@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from hedgeway import pricing
 from hedgeway.economics import costmodel as cm
@@ -27,8 +28,8 @@ from hedgeway.ledger.base import Record
 from hedgeway.types import Usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hedgeway.economics.catalog import Scenario
     from hedgeway.economics.planner import TrafficStats
+    from hedgeway.economics.scenario import Scenario
 
 CLASSES = ("simple", "medium", "complex", "unclassified")
 KEYS = (*CLASSES, "rest", "all")
@@ -90,11 +91,20 @@ def _classify(record: Record) -> str:
     return c if c in CLASSES else "unclassified"
 
 
-def _api_coster(target: str, scenario: Scenario, path: str) -> Callable[[Record], Decimal]:
-    """Per-request cost on `target`: a scenario API option by name, else a catalogue model."""
+def _card(target: str, scenario: Scenario, path: str) -> pricing.PriceCard:
+    """A scenario API option by name, else a catalogue model (ConfigError naming `path` if unknown)."""
     known = {o.name: o.card for o in (scenario.api, *scenario.compare)}
-    card = known[target] if target in known else resolve_api(target, path).card
-    return lambda r: pricing.cost(Usage(r.prompt_tokens, r.completion_tokens, r.cached_tokens), card)
+    return known[target] if target in known else resolve_api(target, path).card
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """Token and cost totals of one request class (costs are linear in tokens, so totals price exactly)."""
+
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    cost: Decimal = Decimal(0)
 
 
 def _is_self(target: str) -> bool:
@@ -113,22 +123,28 @@ def reprice(records: Iterable[Record], policy: str | Mapping[str, str], stats: T
     Returns {policy, monthly, api_monthly, self_host_monthly (Decimal), deployments (int), routed_share
     (fraction of tokens moved off the logged path)}."""
     rules = parse_policy(policy, path) if isinstance(policy, str) else dict(policy)
-    api_cost, self_tokens, moved, total = Decimal(0), defaultdict(Decimal), 0, 0
-    costers: dict[str, Callable[[Record], Decimal]] = {"logged": lambda r: r.cost}
-    specs: dict[str, cm.SelfHost] = {}
+    # resolve every target first, so a bad one fails even when no request would reach it
+    specs = {t: _self_spec(t, scenario, path) for t in rules.values() if _is_self(t)}
+    cards = {t: _card(t, scenario, path) for t in rules.values() if t != "logged" and not _is_self(t)}
+    buckets: dict[str, _Bucket] = defaultdict(_Bucket)
     for r in records:
-        target = rules.get(_classify(r), rules.get("rest", "logged"))
-        n = r.prompt_tokens + r.completion_tokens
+        b = buckets[_classify(r)]
+        b.prompt += r.prompt_tokens
+        b.completion += r.completion_tokens
+        b.cached += r.cached_tokens
+        b.cost += r.cost
+    api_cost, self_tokens, moved, total = Decimal(0), defaultdict(Decimal), 0, 0
+    for cls, b in buckets.items():
+        target, n = rules.get(cls, rules.get("rest", "logged")), b.prompt + b.completion
         total += n
-        if target != "logged":
-            moved += n
-        if _is_self(target):
-            specs.setdefault(target, _self_spec(target, scenario, path))
-            self_tokens[target] += n
+        if target == "logged":
+            api_cost += b.cost
             continue
-        if target not in costers:
-            costers[target] = _api_coster(target, scenario, path)
-        api_cost += costers[target](r)
+        moved += n
+        if target in specs:
+            self_tokens[target] += n
+        else:
+            api_cost += pricing.cost(Usage(b.prompt, b.completion, b.cached), cards[target])
     days = stats.window_days
     api_monthly = api_cost / days * cm.DAYS_PER_MONTH
     deployments, self_monthly = 0, Decimal(0)

@@ -154,8 +154,9 @@ class PostgresStore:
         self._run(go, retry=False)  # the BatchWriter retries; retrying here too could double-insert
 
     def spend(self, since: float | None = None, group_by: Sequence[str] = ("day",)) -> list[dict[str, Any]]:
-        """See LedgerStore.spend. cost is summed as NUMERIC (exact) and returned as Decimal;
-        latency_p50_ms is percentile_cont(0.5)."""
+        """See LedgerStore.spend (same rows and order as SQLiteStore.spend). errors counts rows with
+        status >= 400; cost is summed as NUMERIC (exact) and returned as Decimal; latency_p50_ms is
+        percentile_cont(0.5) over all rows in the group."""
         keys = check_group_by(group_by)
         exprs = [_DAY if k == "day" else k for k in keys]
         select = [f"{e} AS {k}" for e, k in zip(exprs, keys)]

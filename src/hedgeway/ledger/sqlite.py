@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import threading
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,6 +24,7 @@ GROUP_KEYS = ("day", "model_name", "deployment", "key_id", "team")
 _DAY_SQLITE = "strftime('%Y-%m-%d', ts, 'unixepoch')"  # 'unixepoch' without 'localtime' is UTC
 
 _COLUMNS = ", ".join(RECORD_FIELDS)
+_WIDE = Context(prec=60)  # wide enough that no realistic sum of costs is ever rounded
 
 
 def check_group_by(group_by: Sequence[str]) -> list[str]:
@@ -65,8 +66,7 @@ class _DecimalSum:
 
     def step(self, value: Any) -> None:
         if value is not None:
-            with localcontext(prec=60):  # wide enough that no realistic sum is ever rounded
-                self.total += Decimal(str(value))
+            self.total = _WIDE.add(self.total, Decimal(str(value)))
 
     def finalize(self) -> str:
         return format(self.total, "f")
@@ -132,7 +132,9 @@ class SQLiteStore:
         self._transaction(lambda conn: conn.executemany(sql, rows))
 
     def spend(self, since: float | None = None, group_by: Sequence[str] = ("day",)) -> list[dict[str, Any]]:
-        """See LedgerStore.spend. cost is an exact Decimal; latency_p50_ms is the interpolated median."""
+        """See LedgerStore.spend. errors counts rows with status >= 400; cost is an exact Decimal;
+        latency_p50_ms is the interpolated median of all rows in the group. Rows are ordered by group
+        values, NULLs first."""
         keys = check_group_by(group_by)
         exprs = [_DAY_SQLITE if k == "day" else k for k in keys]
         select = [f"{e} AS {k}" for e, k in zip(exprs, keys)]
