@@ -93,7 +93,7 @@ stop_peer() {  # only LiteLLM, by its recorded pid (stop_all.sh would also stop 
 cleanup() {
   local rc=$?
   stop_hedgeway
-  "$HARNESS/stop_all.sh" >/dev/null || true   # mock (nginx) and any LiteLLM, by their pid files
+  "$HARNESS/stop_all.sh" >/dev/null 2>&1 || true   # mock (nginx) and any LiteLLM, by their pid files
   exit "$rc"
 }
 trap cleanup EXIT
@@ -151,6 +151,7 @@ code="$(curl -s -o "$BENCH_WORK/hedgeway-smoke.json" -w '%{http_code}' "http://1
 # Memory after the load: current and peak resident set of the (single) gateway process.
 HW_RSS="$(awk '/^VmRSS/ {print $2, $3}' "/proc/$HW_PID/status")"
 HW_HWM="$(awk '/^VmHWM/ {print $2, $3}' "/proc/$HW_PID/status")"
+HW_PID_RUN="$HW_PID"                           # stop_hedgeway clears HW_PID; keep it for the report
 # Stop it before writing the report so the ledger's final flush line is in the log.
 stop_hedgeway
 
@@ -186,7 +187,7 @@ PY
   echo
   echo "## Hedgeway process memory (after the load)"
   echo
-  echo "- VmRSS $HW_RSS, peak VmHWM $HW_HWM (one worker, pid $HW_PID)"
+  echo "- VmRSS $HW_RSS, peak VmHWM $HW_HWM (one worker, pid $HW_PID_RUN)"
   echo
   echo "## Hedgeway log (\`$HW_LOG\`)"
   echo

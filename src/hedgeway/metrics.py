@@ -1,9 +1,9 @@
-"""Prometheus metrics, aggregated off the request path.
+"""Prometheus metrics, folded from the ledger record each request already builds.
 
-The request path calls `observe(record)`: one list append of the ledger record it already built. Records are
-folded into counters and histograms when `/metrics` is scraped (or every `DRAIN_EVERY` records), so the
-hot path never touches label dictionaries or buckets. Gauges (`llm_queue_depth`, ledger backlog) are read
-live at scrape time.
+`observe(record)` costs a few dict increments and one bisect per histogram (~2 µs). It is done in line on
+purpose: deferring it to a batch on the same event loop (the GIL allows no other core) would cost the same
+CPU and add a periodic stall to the latency tail. Gauges (`llm_queue_depth`, ledger backlog) are read live
+at scrape time.
 
 Exposed (text format 0.0.4):
     hedgeway_requests_total{model,deployment,status}       counter
@@ -28,7 +28,6 @@ from hedgeway.ledger.base import Record
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
-DRAIN_EVERY = 20_000
 
 
 class Histogram:
@@ -63,7 +62,6 @@ def _esc(value: object) -> str:
 
 class Metrics:
     def __init__(self, inflight: Mapping[str, int], ledger_stats: Callable[[], tuple[int, int, int]]):
-        self._pending: list[Record] = []
         self._inflight = inflight
         self._ledger_stats = ledger_stats
         self.requests: dict[tuple, int] = defaultdict(int)
@@ -74,33 +72,25 @@ class Metrics:
         self.ttft: dict[str, Histogram] = {}
         self.overhead = Histogram(OVERHEAD_BUCKETS)
 
-    def observe(self, record: Record) -> None:
-        self._pending.append(record)
-        if len(self._pending) >= DRAIN_EVERY:
-            self.drain()
-
-    def drain(self) -> None:
-        pending, self._pending = self._pending, []
-        for r in pending:
-            dep = r.deployment or ""
-            self.requests[(r.model_name, dep, r.status)] += 1
-            if r.error_type:
-                self.errors[r.error_type] += 1
-            if r.prompt_tokens:
-                self.tokens[(r.model_name, dep, "prompt")] += r.prompt_tokens
-            if r.completion_tokens:
-                self.tokens[(r.model_name, dep, "completion")] += r.completion_tokens
-            if r.cost:
-                self.cost[(r.model_name, dep)] += r.cost
-            hist = self.duration.get(r.model_name) or self.duration.setdefault(r.model_name, Histogram(LATENCY_BUCKETS))
-            hist.observe(r.latency_ms / 1000)
-            if r.ttft_ms is not None:
-                hist = self.ttft.get(r.model_name) or self.ttft.setdefault(r.model_name, Histogram(LATENCY_BUCKETS))
-                hist.observe(r.ttft_ms / 1000)
-            self.overhead.observe(r.overhead_ms / 1000)
+    def observe(self, r: Record) -> None:
+        dep = r.deployment or ""
+        self.requests[(r.model_name, dep, r.status)] += 1
+        if r.error_type:
+            self.errors[r.error_type] += 1
+        if r.prompt_tokens:
+            self.tokens[(r.model_name, dep, "prompt")] += r.prompt_tokens
+        if r.completion_tokens:
+            self.tokens[(r.model_name, dep, "completion")] += r.completion_tokens
+        if r.cost:
+            self.cost[(r.model_name, dep)] += r.cost
+        hist = self.duration.get(r.model_name) or self.duration.setdefault(r.model_name, Histogram(LATENCY_BUCKETS))
+        hist.observe(r.latency_ms / 1000)
+        if r.ttft_ms is not None:
+            hist = self.ttft.get(r.model_name) or self.ttft.setdefault(r.model_name, Histogram(LATENCY_BUCKETS))
+            hist.observe(r.ttft_ms / 1000)
+        self.overhead.observe(r.overhead_ms / 1000)
 
     def render(self) -> bytes:
-        self.drain()
         out: list[str] = []
 
         def family(name: str, kind: str, help_: str) -> None:

@@ -177,7 +177,6 @@ class Gateway:
     async def close(self) -> None:
         for provider in self.providers.values():
             provider.close()
-        self.metrics.drain()
         self.ledger.close()
 
 

@@ -180,3 +180,30 @@ def test_scenario_overrides_catalogues():
     assert sc.self_host.name == "mine" and sc.self_host.tokens_per_s == 900
     assert sc.self_host_for("llama3-70b-4bit-2xa40").gpu_hourly == D("0.50")
     assert build_scenario({"api": {"model": "gpt-4o-mini"}}).api.name == "openai/gpt-4o-mini"
+
+
+def test_what_if_syntax_is_checked_when_the_scenario_loads():
+    with pytest.raises(ConfigError) as err:
+        build_scenario({"plan": {"what_if": ["all=logged", "simple"]}})
+    assert err.value.path == "plan.what_if[1]"
+
+
+def test_gpu_hourly_overrides_a_missing_catalogue_rate():
+    sc = build_scenario({"gpus": {"mygpu": {"on_demand": "2.00"}},
+                         "profiles": {"p": {"model": "M", "gpu": "mygpu", "gpus": 1, "tokens_per_s": 100}},
+                         "self_host": {"profile": "p", "gpu_hourly": "1.50"}})
+    assert sc.self_host.gpu_hourly == D("1.50")
+    with pytest.raises(ConfigError) as err:
+        build_scenario({"gpus": {"mygpu": {"on_demand": "2.00"}},
+                        "profiles": {"p": {"model": "M", "gpu": "mygpu", "gpus": 1, "tokens_per_s": 100}},
+                        "self_host": {"profile": "p"}})
+    assert err.value.path == "gpus.mygpu.reserved"
+
+
+def test_plan_with_a_custom_gpu_priced_only_by_flag():
+    sc = build_scenario({**scenario(profile="p"), "gpus": {"mygpu": {"on_demand": "2.00"}},
+                         "profiles": {"p": {"model": "M", "gpu": "mygpu", "gpus": 1, "tokens_per_s": 100}}})
+    plan = build_plan(sc, one_day_of_sonnet())
+    assert plan["profiles"][0]["profile"] == "p (customised)"
+    assert "p" not in [row["profile"] for row in plan["profiles"][1:]]
+    assert plan["what_if"] and plan["by_tier"]

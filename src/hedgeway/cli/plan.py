@@ -191,7 +191,7 @@ def _numeric(text: str) -> bool:
 def render_text(plan: dict[str, Any]) -> str:
     """The plan as terminal text."""
     from hedgeway.economics.costmodel import tokens
-    from hedgeway.economics.report import _days, _pct, _usd, verdict_text
+    from hedgeway.economics.report import _pct, _usd, _window, verdict_text
 
     t, sh, a = plan["traffic"], plan["self_host"], plan["assessment"]
     lines = [f"Build vs buy ({plan['mode']}; API prices as of {plan['prices_as_of']})"]
@@ -220,11 +220,13 @@ def render_text(plan: dict[str, Any]) -> str:
     led = plan["ledger"]
     if led:
         ttft = " / ".join("-" if v is None else f"{v:.0f}" for v in led["ttft_ms"].values())
+        classes = (f"router classed {_pct(led['simple_share'])} of {led['classified']:,} classified requests simple"
+                   if led["classified"] else "no request carries a router class")
         lines += ["", f"Ledger: {led['requests']:,} requests ({led['errors']} errors) over "
-                      f"{_days(led['window_days'])}; "
+                      f"{_window(led)}; "
                       f"{tokens(led['tokens_per_day_mean'])} tokens/day (peak {tokens(led['tokens_per_day_peak'])}); "
                       f"run-rate {_usd(led['monthly_run_rate_usd'])}/month; TTFT p50/p95/p99 {ttft} ms; "
-                      f"simple {_pct(led['simple_share'])} of {led['classified']} classified",
+                      f"{classes}",
                   _grid(["model", "deployment", "requests", "tokens", "share", "spend"],
                         [[m["model"], m["deployment"], m["requests"], tokens(m["tokens"]), _pct(m["share"]),
                           _usd(m["spend_usd"])] for m in led["mix"]])]

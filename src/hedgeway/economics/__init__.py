@@ -1,6 +1,8 @@
-"""Build vs buy: the cost model (`costmodel`), the 7-factor score (`scoring`), catalogues of GPUs and
-self-host profiles (`catalog`), the planner from ledger traffic (`planner`) and the HTML report (`report`).
+"""Build vs buy. `costmodel` (pure Decimal cost, capacity and break-even functions), `scoring` (7 factors →
+tier, constraints, flowchart, checklist), `catalog` (GPU options, self-host profiles, API price cards),
+`scenario` (the validated planner input), `whatif` (re-pricing logged requests under another policy),
+`planner` (ledger records → the plan) and `report` (the one-paragraph verdict and the HTML report).
 
-Entry points: `planner.build_plan(scenario, records=None)` (the JSON-ready plan), `planner.verdict(records)`
-(one paragraph), `report.render_html(plan, scenario)`; the CLI is `hedgeway plan` (`hedgeway.cli.plan`).
+Entry points: `planner.build_plan(scenario.build_scenario(raw), records=None)` (the JSON-ready plan),
+`planner.verdict(records)` (one paragraph), `report.render_html(plan)`; the CLI is `hedgeway plan`.
 """

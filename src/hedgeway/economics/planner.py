@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable
 
 from hedgeway import pricing
@@ -41,7 +41,7 @@ from hedgeway.economics import costmodel as cm
 from hedgeway.economics.report import verdict_text
 from hedgeway.economics.scenario import Scenario, build_scenario
 from hedgeway.economics.scoring import assess, assessment_json
-from hedgeway.economics.whatif import complexity_of, default_policies, reprice, small_profile
+from hedgeway.economics.whatif import complexity_of, default_policies, reprice, small_target
 from hedgeway.ledger.base import Record
 from hedgeway.types import PriceCard
 
@@ -122,7 +122,7 @@ def summarise(records: Iterable[Record]) -> TrafficStats:
 
 
 def _money(x: Decimal | None) -> str | None:
-    return None if x is None else f"{Decimal(x).quantize(Decimal('0.01')):f}"
+    return None if x is None else f"{Decimal(x).quantize(Decimal('0.01'), ROUND_HALF_UP):f}"
 
 
 def _int(x: Decimal | None) -> int | None:
@@ -248,8 +248,7 @@ def build_plan(scenario: Scenario, records: Iterable[Record] | None = None) -> d
         "naive": {"self_host_monthly_usd": _money(fixed), "output_ratio": float(naive_ratio),
                   "break_even_tokens_per_day": api_rows[0]["naive_break_even"]},
         "api_options": api_rows,
-        "profiles": [_profile_row(s, options[0].rate, volume, sc.cap) for s in
-                     (spec, *(sc.self_host_for(p) for p in sc.profiles if p != spec.name))],
+        "profiles": [_profile_row(s, options[0].rate, volume, sc.cap) for s in (spec, *sc.candidates())],
         "by_tier": _by_tier(sc, recs, stats, options[0], volume, at_volume),
         "assessment": assessment_json(a), "ledger": _ledger_json(stats) if stats else None,
         "what_if": _what_ifs(sc, recs, stats) if stats and recs else [],
@@ -263,14 +262,14 @@ def _by_tier(sc: Scenario, recs: list[Record] | None, stats: TrafficStats | None
     them, else a share: the scenario's or an assumed 60%); all on the scenario's self-host option."""
     if not volume or base.monthly is None:
         return []
-    small = small_profile(sc)
+    target, small = small_target(sc)
     if stats and recs and stats.classified:
-        hybrid = reprice(recs, {"simple": f"self:{small}", "rest": "logged"}, stats, sc)["monthly"]
-        how = f"requests classed simple on {small}, the rest as logged"
+        hybrid = reprice(recs, {"simple": target, "rest": "logged"}, stats, sc)["monthly"]
+        how = f"requests classed simple on {small.name}, the rest as logged"
     else:
         share = sc.simple_share if sc.simple_share is not None else ASSUMED_SIMPLE_SHARE
-        hybrid = (1 - share) * base.monthly + cm.self_host_monthly_cost(sc.self_host_for(small), share * volume)
-        how = f"{float(share):.0%} of tokens (simple) on {small}, the rest on {base.name}"
+        hybrid = (1 - share) * base.monthly + cm.self_host_monthly_cost(small, share * volume)
+        how = f"{float(share):.0%} of tokens (simple) on {small.name}, the rest on {base.name}"
     return [{"tier": "api-first", "monthly_usd": _money(base.monthly), "how": f"all on {base.name}"},
             {"tier": "hybrid", "monthly_usd": _money(hybrid), "how": how},
             {"tier": "self-host", "monthly_usd": _money(self_all), "how": f"all on {sc.self_host.name}"}]

@@ -50,6 +50,7 @@ from hedgeway.economics.catalog import (
 )
 from hedgeway.economics.costmodel import DEFAULT_CAP, SelfHost, Traffic
 from hedgeway.economics.scoring import FACTORS
+from hedgeway.economics.whatif import parse_policy
 from hedgeway.errors import ConfigError
 from hedgeway.types import PriceCard
 
@@ -81,7 +82,8 @@ def validate(raw: Any) -> dict[str, dict[str, Any]]:
         raise ConfigError(unknown[0], f"unknown section; known: {', '.join(known)}")
     out = {name: check_fields(raw.get(name), schema, name) for name, schema in SCHEMA.items()}
     for name, schema in NAMED_SECTIONS.items():
-        out[name] = {str(k): check_fields(v, schema, f"{name}.{k}") for k, v in as_mapping(raw.get(name), name).items()}
+        section = as_mapping(raw.get(name), name)
+        out[name] = {str(k): check_fields(v, schema, f"{name}.{k}") for k, v in section.items()}
     return out
 
 
@@ -114,14 +116,24 @@ class Scenario:
     what_if: tuple[str, ...] = ()
     factors: dict[str, int] = field(default_factory=dict)
     constraints: dict[str, Any] = field(default_factory=dict)
+    profile: str = ""  # the catalogue profile `self_host` started from
+
+    def candidates(self) -> list[SelfHost]:
+        """Every other catalogue profile that has a GPU rate for this billing, as priced options."""
+        return [self.self_host_for(name) for name, p in self.profiles.items()
+                if name != self.profile and self.self_host.billing in self.gpus.get(p.gpu, _NO_GPU).rates]
 
     def self_host_for(self, profile: str, path: str = "self_host.profile") -> SelfHost:
         """`profile` priced at this scenario's billing, with its overhead, utilisation and labour."""
         return _profile_spec(self.profiles, self.gpus, profile, self.self_host, path)
 
 
+_NO_GPU = Gpu("", "", 0, {})
+
+
 def _profile_spec(profiles: dict[str, Profile], gpus: dict[str, Gpu], name: str, base: SelfHost,
-                  path: str, gpu: str | None = None) -> SelfHost:
+                  path: str, gpu: str | None = None, hourly: Decimal | None = None) -> SelfHost:
+    """Profile `name` (optionally on another `gpu`) at the catalogue rate for `base.billing`, or `hourly`."""
     if name not in profiles:
         raise ConfigError(path, f"unknown profile {name!r}; known: {', '.join(sorted(profiles))}")
     p = profiles[name]
@@ -129,7 +141,7 @@ def _profile_spec(profiles: dict[str, Profile], gpus: dict[str, Gpu], name: str,
     if gpu not in gpus:
         raise ConfigError("self_host.gpu" if path.startswith("self_host") else f"profiles.{name}.gpu",
                           f"unknown GPU {gpu!r}; known: {', '.join(sorted(gpus))}")
-    rate = gpus[gpu].rates.get(base.billing)
+    rate = hourly or gpus[gpu].rates.get(base.billing)
     if rate is None:
         raise ConfigError(f"gpus.{gpu}.{base.billing}", "no rate for this billing; give one or --gpu-hourly")
     return replace(base, name=name, model=p.model, gpu=gpu, gpus=p.gpus, gpu_hourly=rate,
@@ -161,13 +173,15 @@ def build_scenario(raw: dict) -> Scenario:
                     overhead=s.get("overhead", Decimal("0.2")), fte=s.get("fte", Decimal(0)),
                     fte_annual_cost=s.get("fte_annual_cost", Decimal(200_000)), billing=s.get("billing", "reserved"))
     name = s.get("profile", default_profile())
-    spec = _profile_spec(profiles, gpus, name, base, "self_host.profile", s.get("gpu"))
+    spec = _profile_spec(profiles, gpus, name, base, "self_host.profile", s.get("gpu"), s.get("gpu_hourly"))
     custom = {k: s[k] for k in ("gpus", "gpu_hourly", "tokens_per_s") if k in s}
     if custom or "gpu" in s:
         spec = replace(spec, name=f"{name} (customised)", **custom)
+    for i, policy in enumerate(plan.get("what_if", ())):
+        parse_policy(policy, f"plan.what_if[{i}]")  # syntax now; targets when re-pricing
     return Scenario(api=api, compare=tuple(c for c in compare if c.name != api.name),
                     self_host=spec, gpus=gpus, profiles=profiles, traffic=traffic,
                     output_ratio=t.get("output_ratio"), naive=plan.get("naive", False),
                     cap=plan.get("cap_tokens_per_day", DEFAULT_CAP), simple_share=plan.get("simple_share"),
                     what_if=plan.get("what_if", ()), factors=dict(v["factors"]),
-                    constraints=dict(v["constraints"]))
+                    constraints=dict(v["constraints"]), profile=name)

@@ -181,8 +181,9 @@ def assess(given: Mapping[str, int] | None = None, *, tokens_per_day: Decimal | 
 
     `given` holds explicit points by factor name (they win); when not given, volume is derived from
     `tokens_per_day`, latency from `latency_sla_ms` (a logged `ttft_p95_ms` is quoted against the SLA),
-    privacy from `on_prem` and team from `mlops_team`; anything else is assumed 0. `constraints` may set `on_prem`, `pii`, `mlops_team`, `evals_mature`
-    (booleans) to answer questions the points cannot. Raises ValueError for unknown factors or points."""
+    privacy from `on_prem` and team from `mlops_team`; anything else is assumed 0. `constraints` may set
+    `on_prem`, `pii`, `mlops_team`, `evals_mature` (booleans) to answer questions the points cannot.
+    Raises ValueError for unknown factors or points."""
     given, constraints = dict(given or {}), dict(constraints or {})
     unknown = sorted(set(given) - set(FACTORS))
     if unknown:

@@ -58,16 +58,18 @@ def describe(rules: Mapping[str, str]) -> str:
     return ", ".join(f"{k} → {v}" for k, v in rules.items())
 
 
-def small_profile(scenario: Scenario) -> str:
-    """The profile a hybrid sends simple requests to: the cheapest deployment in the catalogue."""
-    return min(scenario.profiles, key=lambda name: cm.deployment_monthly_cost(scenario.self_host_for(name)))
+def small_target(scenario: Scenario) -> tuple[str, cm.SelfHost]:
+    """Where a hybrid sends simple requests: the cheapest deployment among the scenario's own self-host
+    option ("self") and the other priced profiles ("self:NAME"), with its spec."""
+    options = [("self", scenario.self_host), *((f"self:{c.name}", c) for c in scenario.candidates())]
+    return min(options, key=lambda o: cm.deployment_monthly_cost(o[1]))
 
 
 def default_policies(scenario: Scenario) -> list[str]:
     """Everything → the cheapest API option, simple → the cheapest self-host profile, everything → self."""
-    small = small_profile(scenario)
+    small = small_target(scenario)[0]
     cheap = min((scenario.api, *scenario.compare), key=lambda o: cm.api_rate(o.card, cm.ARTICLE_OUTPUT_RATIO))
-    return [f"all={cheap.name}", f"simple=self:{small},rest=logged", "all=self"]
+    return [f"all={cheap.name}", f"simple={small},rest=logged", "all=self"]
 
 
 def complexity_of(record: Record) -> str | None:

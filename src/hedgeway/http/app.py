@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
+import sys
 
 from hedgeway.config import Config
 from hedgeway.http.routes import Routes
@@ -35,6 +37,10 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
                 ready: "asyncio.Event | None" = None, stop: "asyncio.Event | None" = None) -> None:
     """Run one worker until SIGTERM/SIGINT (or `stop` is set), then drain and flush the ledger."""
     gateway, server = build(config)
+    # The ledger writer is a second thread: when it holds the GIL, the event loop would wait up to the
+    # default 5 ms switch interval for it — straight into the latency tail. 0.25 ms bounds that wait.
+    sys.setswitchinterval(0.00025)
+    gc.freeze()  # start-up objects (config, catalogues, modules) never need scanning again
     bound = await server.start(host, port, reuse_port=reuse_port, sock=sock)
     log.info("hedgeway listening on http://%s:%d (%d models)", host, bound, len(config.models))
     stop = stop or asyncio.Event()

@@ -84,14 +84,16 @@ class OpenAIProvider:
         body["model"] = self.deployment.model
         return body
 
-    async def chat(self, request: ChatRequest) -> UpstreamReply:
-        resp = await self._post("chat/completions", self._body(request))
-        raw = await resp.read()
+    async def _complete(self, endpoint: str, body: dict[str, Any]) -> UpstreamReply:
+        raw = await (await self._post(endpoint, body)).read()
         try:
             usage = parse_usage(orjson.loads(raw).get("usage"))
         except (orjson.JSONDecodeError, AttributeError):
             raise UpstreamError("upstream returned invalid JSON", deployment=self.deployment.id) from None
         return UpstreamReply(body=raw, usage=usage)
+
+    async def chat(self, request: ChatRequest) -> UpstreamReply:
+        return await self._complete("chat/completions", self._body(request))
 
     async def stream(self, request: ChatRequest) -> StreamReply:
         body = self._body(request)
@@ -104,13 +106,7 @@ class OpenAIProvider:
         return StreamReply(first, resp, resp.close)
 
     async def embeddings(self, body: dict[str, Any]) -> UpstreamReply:
-        resp = await self._post("embeddings", {**body, "model": self.deployment.model})
-        raw = await resp.read()
-        try:
-            usage = parse_usage(orjson.loads(raw).get("usage"))
-        except (orjson.JSONDecodeError, AttributeError):
-            raise UpstreamError("upstream returned invalid JSON", deployment=self.deployment.id) from None
-        return UpstreamReply(body=raw, usage=usage)
+        return await self._complete("embeddings", {**body, "model": self.deployment.model})
 
     def close(self) -> None:
         self.pool.close()
