@@ -121,3 +121,35 @@ def test_demo_runs_offline_and_summarises(tmp_path):
     assert "40 requests sent" in out.stdout and "40 ledger records" in out.stdout
     for tier in ("premium-api", "cheap-api", "self-hosted"):
         assert tier in out.stdout
+
+
+def test_serve_with_two_workers_shares_the_port_and_flushes_both(tmp_path, upstream):
+    import openai
+
+    ledger = f"sqlite:///{tmp_path}/workers.db"
+    port = free_port()
+    proc = subprocess.Popen(HW + ["serve", "--config", write_config(tmp_path, upstream.base_url, ledger),
+                                  "--port", str(port), "--workers", "2"], env=ENV, stderr=subprocess.PIPE, text=True)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=5)
+        deadline = time.time() + 30
+        while True:
+            try:
+                client.models.list()
+                break
+            except openai.APIConnectionError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        for _ in range(30):
+            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=0).chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])  # new connection each time
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    store = open_store(ledger)
+    rows = store.records()
+    store.close()
+    assert len(rows) == 30
+    assert len({r.request_id.split("-")[1] for r in rows}) == 2  # both workers answered

@@ -143,5 +143,5 @@ def test_invalid_yaml_and_missing_file(tmp_path):
     bad.write_text("models: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load(bad)
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "missing.yaml")

@@ -150,15 +150,19 @@ def resolve_secret(value: str | None, path: str) -> str | None:
     return os.environ[name]
 
 
+def read_yaml(path: str | Path, field: str = "") -> Any:
+    """A YAML file's content; ConfigError (naming `field`) when it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(field, f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(field, f"{path} is not valid YAML: {exc}") from None
+
+
 def load(path: str | Path) -> Config:
     """Read, validate and resolve a config file (either shape). Raises ConfigError."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError("", f"cannot read config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
-    return from_dict(raw)
+    return from_dict(read_yaml(path))
 
 
 def from_dict(raw: Any) -> Config:

@@ -26,7 +26,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from hedgeway.economics.catalog import (
     GPU_FIELDS,
@@ -51,6 +50,7 @@ from hedgeway.economics.catalog import (
 from hedgeway.economics.costmodel import DEFAULT_CAP, SelfHost, Traffic
 from hedgeway.economics.scoring import FACTORS
 from hedgeway.economics.whatif import parse_policy
+from hedgeway.config import read_yaml
 from hedgeway.errors import ConfigError
 from hedgeway.types import PriceCard
 
@@ -89,13 +89,7 @@ def validate(raw: Any) -> dict[str, dict[str, Any]]:
 
 def load_scenario_file(path: str | Path) -> dict:
     """The raw dict of a YAML scenario file (not yet validated); ConfigError when unreadable."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError("scenario", f"cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError("scenario", f"{path} is not valid YAML: {exc}") from exc
-    return as_mapping(raw, "scenario")
+    return as_mapping(read_yaml(path, "scenario"), "scenario")
 
 
 @dataclass(frozen=True)
