@@ -7,7 +7,7 @@ Two shapes are accepted: Hedgeway's own (below) and LiteLLM's proxy config (`mod
 
     server:  {host: 127.0.0.1, port: 8080, workers: 1, max_body_bytes: 4194304}
     auth:    {master_key: os.environ/HEDGEWAY_MASTER_KEY}     # or disabled: true (loopback only)
-    ledger:  {url: sqlite:///hedgeway.db, batch_size: 500, flush_interval: 0.25}
+    ledger:  {url: sqlite:///hedgeway.db, batch_size: 100, flush_interval: 0.02}
     routing: {strategy: least-in-flight, num_retries: 1, retry_backoff: 0.1, fallbacks: {gpt-4o: [gpt-4o-mini]}}
     models:
       - name: gpt-4o
@@ -100,8 +100,11 @@ class AuthIn(_Strict):
 
 class LedgerIn(_Strict):
     url: str = "sqlite:///hedgeway.db"
-    batch_size: int = Field(500, ge=1)
-    flush_interval: float = Field(0.25, gt=0)
+    # Small, frequent batches: the writer thread shares the GIL with the event loop, and one big batch
+    # of Python row-building shows up in the p99 (measured: ns-c1 p99 2.66 ms at 500/0.25 s, 1.11 ms
+    # at 100/0.02 s; bench/results).
+    batch_size: int = Field(100, ge=1)
+    flush_interval: float = Field(0.02, gt=0)
 
 
 class RoutingIn(_Strict):

@@ -75,7 +75,7 @@ class LedgerStore(Protocol):
 class BatchWriter:
     """Queues records and writes them to a store in batches from a daemon thread."""
 
-    def __init__(self, store: LedgerStore, *, batch_size: int = 500, flush_interval: float = 0.25,
+    def __init__(self, store: LedgerStore, *, batch_size: int = 100, flush_interval: float = 0.02,
                  max_backoff: float = 5.0):
         self.store = store
         self.batch_size = batch_size
