@@ -42,6 +42,7 @@ class HedgewayError(Exception):
     type = "api_error"
     code: str | None = None
     fallback_eligible = False
+    attempts = 0  # upstream attempts made before this error (set by the fallback loop)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):

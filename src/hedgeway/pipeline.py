@@ -102,7 +102,7 @@ class Gateway:
 
     def failed(self, ctx: RequestContext, endpoint: str, model: str, exc: HedgewayError, stream: bool) -> None:
         """Ledger record for a request that ends in an error response."""
-        attempts = len(exc.failures) if isinstance(exc, AllDeploymentsFailed) else getattr(exc, "attempts", 0)
+        attempts = len(exc.failures) if isinstance(exc, AllDeploymentsFailed) else exc.attempts
         dep = exc.deployment if isinstance(exc, UpstreamError) else None
         self._record(ctx, endpoint, model, exc.status_code, error_type=type(exc).__name__, stream=stream,
                      attempts=attempts, deployment=dep, overhead_ms=_ms(time.perf_counter() - ctx.started))
@@ -116,25 +116,19 @@ class Gateway:
         return headers, overhead
 
     # --- endpoints ---
-    async def chat(self, req: ChatRequest, ctx: RequestContext) -> Reply:
-        groups = self.planner.plan(req.model)
-        outcome = await call_with_fallback(groups, lambda d: self.providers[d.id].chat(req), self.policy,
-                                           self.planner.inflight)
+    async def _complete(self, endpoint: str, model: str, ctx: RequestContext, call) -> Reply:
+        """One non-streaming request: plan, call along the plan, record, reply."""
+        outcome = await call_with_fallback(self.planner.plan(model), call, self.policy, self.planner.inflight)
         reply = outcome.result
         headers, overhead = self._headers(ctx, outcome, reply.headers)
-        self._record(ctx, "chat", req.model, 200, overhead_ms=_ms(overhead),
-                     **self._usage_fields(outcome, reply.usage))
+        self._record(ctx, endpoint, model, 200, overhead_ms=_ms(overhead), **self._usage_fields(outcome, reply.usage))
         return Reply(reply.body, headers)
 
+    async def chat(self, req: ChatRequest, ctx: RequestContext) -> Reply:
+        return await self._complete("chat", req.model, ctx, lambda d: self.providers[d.id].chat(req))
+
     async def embeddings(self, model: str, body: dict[str, Any], ctx: RequestContext) -> Reply:
-        groups = self.planner.plan(model)
-        outcome = await call_with_fallback(groups, lambda d: self.providers[d.id].embeddings(body), self.policy,
-                                           self.planner.inflight)
-        reply = outcome.result
-        headers, overhead = self._headers(ctx, outcome, reply.headers)
-        self._record(ctx, "embeddings", model, 200, overhead_ms=_ms(overhead),
-                     **self._usage_fields(outcome, reply.usage))
-        return Reply(reply.body, headers)
+        return await self._complete("embeddings", model, ctx, lambda d: self.providers[d.id].embeddings(body))
 
     async def chat_stream(self, req: ChatRequest, ctx: RequestContext) -> StreamOut:
         """Starts the stream (falling back until a deployment sends its first event) and returns the

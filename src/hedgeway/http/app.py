@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import sys
+from typing import Callable
 
 from hedgeway.config import Config
 from hedgeway.http.routes import Routes
@@ -33,15 +34,16 @@ def install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False, sock=None,
-                ready: "asyncio.Event | None" = None, stop: "asyncio.Event | None" = None) -> None:
-    """Run one worker until SIGTERM/SIGINT (or `stop` is set), then drain and flush the ledger."""
+async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False,
+                on_ready: Callable[[int], None] | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run one worker until SIGTERM/SIGINT (or `stop` is set), then drain and flush the ledger.
+    `on_ready(port)` is called once the socket listens."""
     gateway, server = build(config)
     # The ledger writer is a second thread: when it holds the GIL, the event loop would wait up to the
     # default 5 ms switch interval for it — straight into the latency tail. 0.25 ms bounds that wait.
     sys.setswitchinterval(0.00025)
     gc.freeze()  # start-up objects (config, catalogues, modules) never need scanning again
-    bound = await server.start(host, port, reuse_port=reuse_port, sock=sock)
+    bound = await server.start(host, port, reuse_port=reuse_port)
     log.info("hedgeway listening on http://%s:%d (%d models)", host, bound, len(config.models))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -50,9 +52,8 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests, demo)
             pass
-    if ready is not None:
-        ready.port = bound  # type: ignore[attr-defined]
-        ready.set()
+    if on_ready is not None:
+        on_ready(bound)
     try:
         await stop.wait()
     finally:

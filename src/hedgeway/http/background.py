@@ -35,16 +35,13 @@ class BackgroundGateway:
         loop = asyncio.new_event_loop()
         self._loop = loop
 
+        def ready(port: int) -> None:
+            self.port = port
+            self._ready.set()
+
         async def main():
             self._stop = asyncio.Event()
-            ready = asyncio.Event()
-            task = asyncio.ensure_future(serve(self.config, self.host, self.port, ready=ready, stop=self._stop))
-            waiter = asyncio.ensure_future(ready.wait())
-            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if ready.is_set():
-                self.port = ready.port
-            self._ready.set()
-            await task
+            await serve(self.config, self.host, self.port, on_ready=ready, stop=self._stop)
 
         try:
             loop.run_until_complete(main())

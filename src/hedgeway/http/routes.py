@@ -98,12 +98,12 @@ class Routes:
         if not isinstance(body.get("input"), (str, list)) or not body["input"]:
             raise InvalidRequest("'input' must be a non-empty string or array", param="input")
         model = body["model"]
-        reply_call = lambda: self._embed(model, body, ctx)  # noqa: E731
-        return await self._run(ctx, "embeddings", model, False, reply_call)
 
-    async def _embed(self, model: str, body: dict, ctx: RequestContext) -> Response:
-        reply = await self.gateway.embeddings(model, body, ctx)
-        return Response(200, reply.body, reply.headers)
+        async def call():
+            reply = await self.gateway.embeddings(model, body, ctx)
+            return Response(200, reply.body, reply.headers)
+
+        return await self._run(ctx, "embeddings", model, False, call)
 
     async def models(self, request: Request) -> Response:
         self.gateway.begin(_key(request))

@@ -228,14 +228,11 @@ class Server:
         self.draining = False
         self._server: asyncio.base_events.Server | None = None
 
-    async def start(self, host: str, port: int, reuse_port: bool = False, sock=None) -> int:
-        loop = asyncio.get_running_loop()
-        factory = lambda: HttpProtocol(self.app, self.max_body, self)  # noqa: E731
-        if sock is not None:
-            self._server = await loop.create_server(factory, sock=sock, backlog=2048)
-        else:
-            self._server = await loop.create_server(factory, host, port, reuse_port=reuse_port or None,
-                                                    backlog=2048)
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
+        """Listen; returns the bound port (useful with port 0)."""
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: HttpProtocol(self.app, self.max_body, self), host, port, reuse_port=reuse_port or None,
+            backlog=2048)
         return self._server.sockets[0].getsockname()[1]
 
     async def shutdown(self, grace: float = 10.0) -> None:

@@ -18,12 +18,11 @@ from psycopg import sql
 from hedgeway.errors import ConfigError
 from hedgeway.ledger import migrations, redact_url
 from hedgeway.ledger.base import RECORD_FIELDS, Record
-from hedgeway.ledger.sqlite import check_group_by, sort_key
+from hedgeway.ledger.query import COLUMNS, check_group_by, record_values, spend_rows
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DAY = "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-_COLUMNS = ", ".join(RECORD_FIELDS)
-_INSERT = f"INSERT INTO requests ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(RECORD_FIELDS))})"
+_INSERT = f"INSERT INTO requests ({COLUMNS}) VALUES ({', '.join(['%s'] * len(RECORD_FIELDS))})"
 
 
 def parse_url(url: str) -> tuple[str, str | None, list[str]]:
@@ -146,7 +145,7 @@ class PostgresStore:
         """Insert all records in one transaction; raise (inserting none) on failure."""
         if not records:
             return
-        rows = [tuple(getattr(r, name) for name in RECORD_FIELDS) for r in records]
+        rows = [record_values(r) for r in records]
 
         def go(conn: psycopg.Connection) -> None:
             with conn.transaction(), conn.cursor() as cur:
@@ -171,22 +170,11 @@ class PostgresStore:
         if keys:
             query += " GROUP BY " + ", ".join(exprs)
         fetched = self._run(lambda conn: conn.execute(query, params).fetchall(), retry=True)
-        out = []
-        n = len(keys)
-        for row in fetched:
-            requests, errors, prompt, completion, cost, p50 = row[n:]
-            if not requests:  # without GROUP BY an empty table still yields one all-zero row: no groups
-                continue
-            item = dict(zip(keys, row[:n]))
-            item.update(requests=requests, errors=errors, prompt_tokens=prompt, completion_tokens=completion,
-                        cost=cost, latency_p50_ms=p50)
-            out.append(item)
-        out.sort(key=lambda r: sort_key(r, keys))
-        return out
+        return spend_rows(fetched, keys)
 
     def records(self, since: float | None = None) -> list[Record]:
         """Rows with ts >= since, oldest first (insertion order among equal ts)."""
-        query = f"SELECT {_COLUMNS} FROM requests"
+        query = f"SELECT {COLUMNS} FROM requests"
         params: tuple = ()
         if since is not None:
             query += " WHERE ts >= %s"

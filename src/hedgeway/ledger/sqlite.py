@@ -17,45 +17,20 @@ from typing import Any, Sequence
 
 from hedgeway.ledger import migrations
 from hedgeway.ledger.base import RECORD_FIELDS, Record
+from hedgeway.ledger.query import COLUMNS, check_group_by, record_values, spend_rows
 
 # `spend` group-by key -> SQL expression, per dialect. Only these keys are accepted, so the expressions
 # below are the only SQL ever interpolated (values always go through placeholders).
-GROUP_KEYS = ("day", "model_name", "deployment", "key_id", "team")
 _DAY_SQLITE = "strftime('%Y-%m-%d', ts, 'unixepoch')"  # 'unixepoch' without 'localtime' is UTC
 
-_COLUMNS = ", ".join(RECORD_FIELDS)
 _WIDE = Context(prec=60)  # wide enough that no realistic sum of costs is ever rounded
 
 
-def check_group_by(group_by: Sequence[str]) -> list[str]:
-    """The group keys in order, duplicates dropped; ValueError naming the allowed keys on anything else."""
-    if isinstance(group_by, str):  # a bare "day" would otherwise iterate as characters
-        group_by = [group_by]
-    keys: list[str] = []
-    for key in group_by:
-        if key not in GROUP_KEYS:
-            raise ValueError(f"cannot group spend by {key!r}; allowed: {', '.join(GROUP_KEYS)}")
-        if key not in keys:
-            keys.append(key)
-    return keys
+_INSERT = f"INSERT INTO requests ({COLUMNS}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
 
 
-def sort_key(row: dict[str, Any], keys: Sequence[str]) -> tuple:
-    """Order spend rows by their group values, NULLs first (the same on every backend)."""
-    return tuple((row[k] is not None, row[k] or "") for k in keys)
-
-
-def record_params(r: Record) -> tuple:
-    """A Record as SQLite parameters, in RECORD_FIELDS order: cost as its exact string, stream as 0/1."""
-    values = []
-    for name in RECORD_FIELDS:
-        v = getattr(r, name)
-        if name == "cost":
-            v = format(Decimal(v), "f")  # fixed-point text: never exponent notation, never float
-        elif name == "stream":
-            v = int(bool(v))
-        values.append(v)
-    return tuple(values)
+def _fixed(cost: Decimal) -> str:
+    return format(cost, "f")  # exact fixed-point text: never exponent notation, never float
 
 
 class _DecimalSum:
@@ -126,10 +101,8 @@ class SQLiteStore:
         """Insert all records in one transaction; raise (inserting none) on failure."""
         if not records:
             return
-        placeholders = ", ".join("?" * len(RECORD_FIELDS))
-        sql = f"INSERT INTO requests ({_COLUMNS}) VALUES ({placeholders})"
-        rows = [record_params(r) for r in records]
-        self._transaction(lambda conn: conn.executemany(sql, rows))
+        rows = [record_values(r, _fixed) for r in records]
+        self._transaction(lambda conn: conn.executemany(_INSERT, rows))
 
     def spend(self, since: float | None = None, group_by: Sequence[str] = ("day",)) -> list[dict[str, Any]]:
         """See LedgerStore.spend. errors counts rows with status >= 400; cost is an exact Decimal;
@@ -149,22 +122,11 @@ class SQLiteStore:
             sql += " GROUP BY " + ", ".join(exprs)
         with self._lock:
             fetched = self._conn.execute(sql, params).fetchall()
-        out = []
-        n = len(keys)
-        for row in fetched:
-            item = dict(zip(keys, row[:n]))
-            requests, errors, prompt, completion, cost, p50 = row[n:]
-            if not requests:  # without GROUP BY an empty table still yields one all-zero row: no groups
-                continue
-            item.update(requests=requests, errors=errors, prompt_tokens=prompt, completion_tokens=completion,
-                        cost=Decimal(cost), latency_p50_ms=p50)
-            out.append(item)
-        out.sort(key=lambda r: sort_key(r, keys))
-        return out
+        return spend_rows(fetched, keys)
 
     def records(self, since: float | None = None) -> list[Record]:
         """Rows with ts >= since, oldest first (insertion order among equal ts)."""
-        sql = f"SELECT {_COLUMNS} FROM requests"
+        sql = f"SELECT {COLUMNS} FROM requests"
         params: tuple = ()
         if since is not None:
             sql += " WHERE ts >= ?"
