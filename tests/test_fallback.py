@@ -69,7 +69,7 @@ def test_weighted_order_follows_weights():
 
 def test_planner_appends_fallback_groups_and_rejects_unknown_models():
     planner = Planner({"m": (A, B), "fb": (C,)}, {"m": ["fb"]}, "least-in-flight")
-    groups = planner.plan("m")
+    groups = planner.plan("m").groups
     assert {d.id for d in groups[0]} == {"a", "b"} and groups[1] == (C,)
     from hedgeway.errors import NotFound
     with pytest.raises(NotFound):

@@ -8,7 +8,9 @@
     ├── NotFound                       404 not_found_error (unknown model, unknown route)
     ├── MethodNotAllowed               405
     ├── PayloadTooLarge                413
-    ├── RateLimited                    429 rate_limit_error (our own limits)
+    ├── RateLimited                    429 rate_limit_error (our own limits; Retry-After)
+    │   └── BudgetExceeded             429 code budget_exceeded (names the budget and its reset)
+    ├── LimitsUnavailable              503 the limits backend is down and fail-closed is configured
     ├── UpstreamError                  502 upstream_error      fallback_eligible
     │   ├── UpstreamTimeout            504 timeout_error       fallback_eligible
     │   ├── UpstreamRateLimited        429 from upstream       fallback_eligible
@@ -100,6 +102,16 @@ class RateLimited(HedgewayError):
     status_code = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(RateLimited):
+    code = "budget_exceeded"
+
+
+class LimitsUnavailable(HedgewayError):
+    status_code = 503
+    type = "service_unavailable"
+    code = "limits_unavailable"
 
 
 class UpstreamError(HedgewayError):

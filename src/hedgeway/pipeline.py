@@ -1,8 +1,10 @@
-"""The request path, in one direction: auth → plan → call with fallback → price → ledger → reply.
+"""The request path, in one direction: auth → admission (access, limits, budget reservation) → cache →
+plan → call with fallback → price → ledger (settling the reservation) → reply.
 
 `Gateway` knows no HTTP and no SQL: the HTTP adapter hands it parsed requests and renders what it returns;
 the ledger writer and metrics take records off the request path. Every request that passed auth and
-parsing leaves exactly one ledger record, whether it succeeded, failed, or its client went away.
+parsing leaves exactly one ledger record, whether it succeeded, failed, was served from cache, or its
+client went away — and settles its admission ticket exactly once, in the same place.
 """
 
 from __future__ import annotations
@@ -10,23 +12,29 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import count
 from typing import Any, AsyncIterator
 
+import orjson
+
 from hedgeway.auth import Authenticator
+from hedgeway.cache import CacheHit, Lookup, build_cache
 from hedgeway.config import Config
 from hedgeway.errors import AllDeploymentsFailed, HedgewayError, InvalidRequest, UpstreamError
 from hedgeway.fallback import Outcome, RetryPolicy, call_with_fallback
 from hedgeway.ledger.base import BatchWriter, LedgerStore, Record
+from hedgeway.limits import build_admission
 from hedgeway.metrics import Metrics
 from hedgeway.pricing import cost
 from hedgeway.providers import PROVIDERS, Provider, StreamReply
-from hedgeway.routing import Planner
+from hedgeway.routing import Plan, Planner
 from hedgeway.sse import UsageTap
 from hedgeway.types import ChatRequest, Principal, Usage
 
 _PREFIX = os.urandom(4).hex()
 _ids = count(1)
+_ZERO = Decimal(0)
 
 
 @dataclass(slots=True)
@@ -35,12 +43,17 @@ class RequestContext:
     principal: Principal
     started: float  # perf_counter at arrival
     ts: float  # wall clock at arrival (ledger)
+    ticket: Any = None  # the admission ticket, settled by the request's one ledger record
+    cache: str | None = None  # the cache outcome ("miss", "hit-exact", …) when a cache is in front
+    route: dict[str, Any] | None = None  # the router's decision, when one was made
 
 
 @dataclass(slots=True)
 class Reply:
     body: bytes
     headers: dict[str, str]
+    usage: Usage = Usage()
+    cost: Decimal = _ZERO
 
 
 @dataclass(slots=True)
@@ -66,6 +79,8 @@ class Gateway:
                                   flush_interval=config.ledger.flush_interval)
         self.metrics = Metrics(self.planner.inflight,
                                lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures))
+        self.admission = build_admission(config)
+        self.cache = build_cache(config, self)
 
     # --- steps ---
     def begin(self, key: str | None) -> RequestContext:
@@ -80,74 +95,150 @@ class Gateway:
     def model_names(self) -> list[str]:
         return list(self.config.models)
 
+    async def _admit(self, ctx: RequestContext, model: str, body: dict[str, Any]) -> None:
+        ctx.ticket = await self.admission.admit(ctx.principal, model, body)
+
+    def _plan(self, ctx: RequestContext, model: str, body: dict[str, Any] | None) -> Plan:
+        plan = self.planner.plan(model, body)
+        ctx.route = plan.route
+        return plan
+
+    def _call(self, ctx: RequestContext, method: str, arg: Any):
+        """The per-attempt call for the fallback loop: the deployment's own limits, then its provider."""
+        providers, admission = self.providers, self.admission
+
+        async def call(dep):
+            await admission.deployment(dep, ctx.ticket)
+            return await getattr(providers[dep.id], method)(arg)
+        return call
+
     def _record(self, ctx: RequestContext, endpoint: str, model: str, status: int, **fields: Any) -> None:
         now = time.perf_counter()
         rec = Record(request_id=ctx.request_id, ts=ctx.ts, endpoint=endpoint, model_name=model,
                      deployment=fields.pop("deployment", None), provider=fields.pop("provider", None),
                      status=status, key_id=ctx.principal.key_id, team=ctx.principal.team,
-                     latency_ms=_ms(now - ctx.started), **fields)
+                     latency_ms=_ms(now - ctx.started), cache=ctx.cache, **fields)
+        if ctx.ticket is not None:
+            self.admission.settle(ctx.ticket, Usage(rec.prompt_tokens, rec.completion_tokens), rec.cost)
         self.ledger.submit(rec)
         self.metrics.observe(rec)
 
-    def _usage_fields(self, outcome: Outcome, usage: Usage) -> dict[str, Any]:
+    def _usage_fields(self, ctx: RequestContext, outcome: Outcome, usage: Usage) -> dict[str, Any]:
         dep = outcome.deployment
         return {"deployment": dep.id, "provider": dep.provider, "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
-                "cost": cost(usage, dep.price), "attempts": outcome.attempts, "route": self._route(outcome)}
+                "cost": cost(usage, dep.price), "attempts": outcome.attempts,
+                "route": self._route(ctx, outcome.failures)}
 
-    def _route(self, outcome: Outcome) -> str | None:
-        if not outcome.failures:
+    def _route(self, ctx: RequestContext, failures: list[UpstreamError]) -> str | None:
+        """The ledger's `route`: the router's decision and the fallbacks taken, as JSON (None if neither)."""
+        if not failures and ctx.route is None:
             return None
-        return "fallback after: " + "; ".join(f"{f.deployment} ({type(f).__name__})" for f in outcome.failures)
+        route = dict(ctx.route or ())
+        if failures:
+            route["fallbacks"] = [f"{f.deployment} ({type(f).__name__})" for f in failures]
+        return orjson.dumps(route).decode()
 
     def failed(self, ctx: RequestContext, endpoint: str, model: str, exc: HedgewayError, stream: bool) -> None:
         """Ledger record for a request that ends in an error response."""
-        attempts = len(exc.failures) if isinstance(exc, AllDeploymentsFailed) else exc.attempts
+        failures = exc.failures if isinstance(exc, AllDeploymentsFailed) else []
+        attempts = len(failures) if failures else exc.attempts
         dep = exc.deployment if isinstance(exc, UpstreamError) else None
         self._record(ctx, endpoint, model, exc.status_code, error_type=type(exc).__name__, stream=stream,
-                     attempts=attempts, deployment=dep, overhead_ms=_ms(time.perf_counter() - ctx.started))
+                     attempts=attempts, deployment=dep, overhead_ms=_ms(time.perf_counter() - ctx.started),
+                     route=self._route(ctx, failures))
 
-    def _headers(self, ctx: RequestContext, outcome: Outcome, extra: dict[str, str]) -> tuple[dict, float]:
-        overhead = max(time.perf_counter() - ctx.started - outcome.upstream_s, 0.0)
-        headers = {"x-hedgeway-request-id": ctx.request_id, "x-hedgeway-deployment": outcome.deployment.id,
+    def _headers(self, ctx: RequestContext, deployment: str, upstream_s: float,
+                 extra: dict[str, str] | None) -> tuple[dict, float]:
+        overhead = max(time.perf_counter() - ctx.started - upstream_s, 0.0)
+        headers = {"x-hedgeway-request-id": ctx.request_id, "x-hedgeway-deployment": deployment,
                    "x-hedgeway-overhead-ms": f"{overhead * 1000:.3f}"}
+        if ctx.cache is not None:
+            headers["x-hedgeway-cache"] = ctx.cache
+        if ctx.route is not None:
+            headers["x-hedgeway-route"] = orjson.dumps(ctx.route).decode()
         if extra:
             headers.update(extra)
         return headers, overhead
 
-    # --- endpoints ---
-    async def _complete(self, endpoint: str, model: str, ctx: RequestContext, call) -> Reply:
-        """One non-streaming request: plan, call along the plan, record, reply."""
-        outcome = await call_with_fallback(self.planner.plan(model), call, self.policy, self.planner.inflight)
-        reply = outcome.result
-        headers, overhead = self._headers(ctx, outcome, reply.headers)
-        self._record(ctx, endpoint, model, 200, overhead_ms=_ms(overhead), **self._usage_fields(outcome, reply.usage))
-        return Reply(reply.body, headers)
+    # --- cache ---
+    async def _lookup(self, ctx: RequestContext, req: ChatRequest) -> Lookup | None:
+        if self.cache is None:
+            return None
+        lookup = await self.cache.lookup(ctx.principal, req)
+        ctx.cache = lookup.status
+        return lookup
 
-    async def chat(self, req: ChatRequest, ctx: RequestContext) -> Reply:
-        return await self._complete("chat", req.model, ctx, lambda d: self.providers[d.id].chat(req))
+    def _hit_headers(self, ctx: RequestContext, hit: CacheHit) -> dict[str, str]:
+        extra = {"x-hedgeway-cache-similarity": f"{hit.similarity:.4f}"} if hit.similarity is not None else None
+        return self._headers(ctx, "cache", 0.0, extra)[0]
+
+    def _record_hit(self, ctx: RequestContext, endpoint: str, model: str, hit: CacheHit, stream: bool) -> None:
+        self._record(ctx, endpoint, model, 200, stream=stream, saved=hit.saved, attempts=0,
+                     overhead_ms=_ms(time.perf_counter() - ctx.started))
+
+    # --- endpoints ---
+    async def _complete(self, endpoint: str, model: str, ctx: RequestContext, body: dict[str, Any] | None,
+                        call) -> Reply:
+        """One non-streaming request: plan, call along the plan, record, reply."""
+        plan = self._plan(ctx, model, body)
+        outcome = await call_with_fallback(plan.groups, call, self.policy, self.planner.inflight)
+        reply = outcome.result
+        headers, overhead = self._headers(ctx, outcome.deployment.id, outcome.upstream_s, reply.headers)
+        fields = self._usage_fields(ctx, outcome, reply.usage)
+        self._record(ctx, endpoint, model, 200, overhead_ms=_ms(overhead), **fields)
+        return Reply(reply.body, headers, reply.usage, fields["cost"])
+
+    async def chat(self, req: ChatRequest, ctx: RequestContext, endpoint: str = "chat") -> Reply:
+        await self._admit(ctx, req.model, req.body)
+        lookup = await self._lookup(ctx, req)
+        if lookup is not None and lookup.hit is not None:
+            self._record_hit(ctx, endpoint, req.model, lookup.hit, False)
+            return Reply(lookup.hit.body, self._hit_headers(ctx, lookup.hit))
+        reply = await self._complete(endpoint, req.model, ctx, req.body, self._call(ctx, "chat", req))
+        if lookup is not None and lookup.status == "miss":
+            self.cache.store(lookup, reply.body, reply.usage, reply.cost)
+        return reply
 
     async def embeddings(self, model: str, body: dict[str, Any], ctx: RequestContext) -> Reply:
-        return await self._complete("embeddings", model, ctx, lambda d: self.providers[d.id].embeddings(body))
+        await self._admit(ctx, model, body)
+        return await self._complete("embeddings", model, ctx, None, self._call(ctx, "embeddings", body))
 
-    async def chat_stream(self, req: ChatRequest, ctx: RequestContext) -> StreamOut:
+    async def chat_stream(self, req: ChatRequest, ctx: RequestContext, endpoint: str = "chat") -> StreamOut:
         """Starts the stream (falling back until a deployment sends its first event) and returns the
         relay. The relay writes the ledger record when it ends — completed, broken, or abandoned."""
-        groups = self.planner.plan(req.model)
-        outcome = await call_with_fallback(groups, lambda d: self.providers[d.id].stream(req), self.policy,
+        await self._admit(ctx, req.model, req.body)
+        lookup = await self._lookup(ctx, req)
+        if lookup is not None and lookup.hit is not None:
+            return StreamOut(self._hit_headers(ctx, lookup.hit), self._replay(ctx, endpoint, req, lookup.hit))
+        plan = self._plan(ctx, req.model, req.body)
+        outcome = await call_with_fallback(plan.groups, self._call(ctx, "stream", req), self.policy,
                                            self.planner.inflight, hold=True)
         ttft = time.perf_counter() - ctx.started
-        headers, overhead = self._headers(ctx, outcome, outcome.result.headers)
-        return StreamOut(headers, self._relay(outcome, req, ctx, ttft, overhead))
+        headers, overhead = self._headers(ctx, outcome.deployment.id, outcome.upstream_s,
+                                          outcome.result.headers)
+        keep = lookup if lookup is not None and lookup.status == "miss" else None
+        return StreamOut(headers, self._relay(outcome, req, ctx, endpoint, ttft, overhead, keep))
 
-    async def _relay(self, outcome: Outcome, req: ChatRequest, ctx: RequestContext, ttft: float,
-                     overhead: float) -> AsyncIterator[bytes]:
+    async def _replay(self, ctx: RequestContext, endpoint: str, req: ChatRequest,
+                      hit: CacheHit) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.cache.replay(hit, req):
+                yield chunk
+        finally:
+            self._record_hit(ctx, endpoint, req.model, hit, True)
+
+    async def _relay(self, outcome: Outcome, req: ChatRequest, ctx: RequestContext, endpoint: str,
+                     ttft: float, overhead: float, lookup: Lookup | None) -> AsyncIterator[bytes]:
         stream: StreamReply = outcome.result
         tap = UsageTap(keep_usage=req.include_usage)
+        kept: list[bytes] | None = [] if lookup is not None else None  # for the cache, only on a miss
         status, error = 499, "ClientDisconnected"  # unless the loop below finishes
         try:
             try:
                 async for chunk in stream.chunks():
+                    if kept is not None:
+                        kept.append(chunk)
                     out = tap.feed(chunk)
                     if out:
                         yield out
@@ -164,18 +255,25 @@ class Gateway:
                 stream.close()
             self.planner.inflight[outcome.deployment.id] -= 1
             usage = tap.usage or Usage()
-            fields = self._usage_fields(outcome, usage)
-            self._record(ctx, "chat", req.model, status, stream=True, error_type=error, ttft_ms=_ms(ttft),
+            fields = self._usage_fields(ctx, outcome, usage)
+            self._record(ctx, endpoint, req.model, status, stream=True, error_type=error, ttft_ms=_ms(ttft),
                          overhead_ms=_ms(overhead), **fields)
+            if kept is not None and error is None:
+                self.cache.store_stream(lookup, kept, usage, fields["cost"])
 
     async def close(self) -> None:
         for provider in self.providers.values():
             provider.close()
+        if self.cache is not None:
+            await self.cache.close()
+        await self.admission.close()
         self.ledger.close()
 
 
-def parse_chat(body: Any) -> ChatRequest:
-    """Validate the parts of an OpenAI chat request the gateway relies on; the rest passes through."""
+def parse_chat(body: Any, cache_control: str | None = None) -> ChatRequest:
+    """Validate the parts of an OpenAI chat request the gateway relies on; the rest passes through.
+    Hedgeway's own `cache` field (per-request cache control) is taken out of the body, and a
+    `Cache-Control: no-cache | no-store` request header is folded into it."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = body.get("model")
@@ -190,5 +288,15 @@ def parse_chat(body: Any) -> ChatRequest:
         raise InvalidRequest("'stream' must be a boolean", param="stream", code="invalid_type")
     opts = body.get("stream_options")
     include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
-    return ChatRequest(model=model, body=body, stream=stream, include_usage=include_usage)
-
+    cache = body.pop("cache", None)
+    if cache is not None and not isinstance(cache, dict):
+        raise InvalidRequest("'cache' must be an object, e.g. {\"no_cache\": true} or {\"ttl\": 60}",
+                             param="cache", code="invalid_type")
+    if cache_control:
+        directives = {d.strip().lower() for d in cache_control.split(",")}
+        cache = dict(cache or ())
+        if "no-store" in directives:
+            cache["no_store"] = True
+        if "no-cache" in directives:
+            cache["no_cache"] = True
+    return ChatRequest(model=model, body=body, stream=stream, include_usage=include_usage, cache=cache)

@@ -58,12 +58,38 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """A spend cap in USD on one scope ("global", "key:<id>", "user:<id>", "team:<id>") per period
+    ("daily" | "weekly" | "monthly" | "total"; periods reset at 00:00 UTC, weeks on Monday)."""
+
+    scope: str
+    limit: Decimal
+    period: str = "monthly"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Requests and/or tokens per minute on one scope ("key:<id>", "team:<id>", "model:<name>", …)."""
+
+    scope: str
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling. `key_id` is a non-secret identifier (never the key itself)."""
+    """Who is calling. `key_id` is a non-secret identifier (never the key itself).
+
+    `models` limits which model names the key may use (None: all). `budgets` and `limits` are the
+    caps that apply to this caller (its key's, user's and team's), resolved when the key is loaded."""
 
     key_id: str
     team: str | None = None
     user: str | None = None
+    models: frozenset[str] | None = None
+    budgets: tuple[Budget, ...] = ()
+    limits: tuple[RateLimit, ...] = ()
+    metadata: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(slots=True)
@@ -75,6 +101,7 @@ class ChatRequest:
     body: dict[str, Any]
     stream: bool = False
     include_usage: bool = False
+    cache: dict[str, Any] | None = None  # per-request cache control (body `cache` field + Cache-Control)
 
 
 @dataclass(slots=True)

@@ -129,7 +129,7 @@ def _summary(rows, results, db: str) -> None:
         print(f"{dep:<38}{len(rs):>9}{sum(r.prompt_tokens for r in rs):>12}"
               f"{sum(r.completion_tokens for r in rs):>12}{cost:>14.6f}")
     print(f"{'total':<38}{len(rows):>9}{'':>24}{total:>14.6f}")
-    fallbacks = sum(1 for r in rows if r.route and r.route.startswith("fallback"))
+    fallbacks = sum(1 for r in rows if r.route and '"fallbacks"' in r.route)
     print(f"\n{fallbacks} request(s) fell back to another tier after a simulated self-hosted failure; "
           f"{len(rows) - ok} failed outright.")
     print(f"Read the ledger again any time: hedgeway spend --db {db}")

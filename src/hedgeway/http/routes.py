@@ -79,7 +79,7 @@ class Routes:
 
     async def chat(self, request: Request) -> Response | StreamingResponse:
         ctx = self.gateway.begin(_key(request))
-        req = parse_chat(_json(request))
+        req = parse_chat(_json(request), request.headers.get("cache-control"))
 
         async def call():
             if req.stream:

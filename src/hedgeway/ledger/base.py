@@ -24,7 +24,7 @@ class Record:
 
     request_id: str
     ts: float
-    endpoint: str  # "chat" | "embeddings"
+    endpoint: str  # "chat" | "embeddings" | "messages"
     model_name: str  # the logical name the client asked for
     deployment: str | None  # the deployment that answered (None when nothing answered)
     provider: str | None
@@ -43,6 +43,7 @@ class Record:
     attempts: int = 1
     route: str | None = None  # why this deployment (strategy, fallbacks taken), free text / JSON
     cache: str | None = None  # cache outcome, when a cache is in front
+    saved: Decimal = Decimal(0)  # USD not spent because the cache answered (the original answer's cost)
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record))

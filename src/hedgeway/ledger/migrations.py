@@ -55,6 +55,7 @@ SQLITE: list[Step] = [
         "CREATE INDEX requests_key_ts ON requests (key_id, ts)",
         "CREATE INDEX requests_request_id ON requests (request_id)",
     )),
+    Step("002_requests_saved", ("ALTER TABLE requests ADD COLUMN saved TEXT NOT NULL DEFAULT '0'",)),
 ]
 
 POSTGRES: list[Step] = [
@@ -88,6 +89,7 @@ POSTGRES: list[Step] = [
         "CREATE INDEX requests_key_ts ON requests (key_id, ts)",
         "CREATE INDEX requests_request_id ON requests (request_id)",
     )),
+    Step("002_requests_saved", ("ALTER TABLE requests ADD COLUMN saved NUMERIC(24, 12) NOT NULL DEFAULT 0",)),
 ]
 
 STEPS: dict[str, list[Step]] = {"sqlite": SQLITE, "postgresql": POSTGRES}

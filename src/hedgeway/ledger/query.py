@@ -14,13 +14,16 @@ COLUMNS = ", ".join(RECORD_FIELDS)
 GROUP_KEYS = ("day", "model_name", "deployment", "key_id", "team")
 _values = attrgetter(*RECORD_FIELDS)
 _COST = RECORD_FIELDS.index("cost")
+_SAVED = RECORD_FIELDS.index("saved")
 
 
-def record_values(r: Record, cost: Callable[[Decimal], Any] = lambda d: d) -> list:
-    """A Record's fields in RECORD_FIELDS order, cost passed through `cost`. Runs on the writer thread for
-    every row, which shares the GIL with the event loop: one C-level attrgetter, no per-field Python loop."""
+def record_values(r: Record, money: Callable[[Decimal], Any] = lambda d: d) -> list:
+    """A Record's fields in RECORD_FIELDS order, money columns passed through `money`. Runs on the writer
+    thread for every row, which shares the GIL with the event loop: one C-level attrgetter, no per-field
+    Python loop."""
     values = list(_values(r))
-    values[_COST] = cost(values[_COST])
+    values[_COST] = money(values[_COST])
+    values[_SAVED] = money(values[_SAVED])
     return values
 
 

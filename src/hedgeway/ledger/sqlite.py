@@ -138,6 +138,7 @@ class SQLiteStore:
         for row in rows:
             rec = Record(*row)
             rec.cost = Decimal(rec.cost)
+            rec.saved = Decimal(rec.saved)
             rec.stream = bool(rec.stream)
             out.append(rec)
         return out
