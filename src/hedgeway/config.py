@@ -30,6 +30,7 @@ from hedgeway.errors import ConfigError
 from hedgeway.cache.config import CacheIn
 from hedgeway.limits.config import LimitsIn
 from hedgeway.pricing import gpu_hour_card, lookup
+from hedgeway.routing.config import RouterIn, check_routes
 from hedgeway.strict import Strict
 from hedgeway.types import Deployment, PriceCard
 
@@ -104,6 +105,9 @@ class LedgerIn(Strict):
     # at 100/0.02 s; bench/results).
     batch_size: int = Field(100, ge=1)
     flush_interval: float = Field(0.02, gt=0)
+    # Where batches go while the database is down (replayed once it is back); null: keep them in memory.
+    spool_path: str | None = "hedgeway-spool"
+    spool_max_bytes: int = Field(256 * 1024 * 1024, ge=4096)
 
 
 class RoutingIn(Strict):
@@ -121,6 +125,7 @@ class ConfigIn(Strict):
     routing: RoutingIn = RoutingIn()
     limits: LimitsIn = LimitsIn()
     cache: CacheIn = CacheIn()
+    router: RouterIn = RouterIn()
     models: list[ModelIn] = Field(min_length=1)
 
 
@@ -138,6 +143,7 @@ class Config:
     deployments: dict[str, Deployment] = field(default_factory=dict)
     limits: LimitsIn = field(default_factory=LimitsIn)
     cache: CacheIn = field(default_factory=CacheIn)
+    router: RouterIn = field(default_factory=RouterIn)
 
 
 def format_loc(loc: tuple) -> str:
@@ -229,6 +235,7 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
         for target in [name, *chain]:
             if target not in models:
                 raise ConfigError(rename(f"routing.fallbacks.{name}"), f"unknown model name {target!r}")
+    check_routes(cfg.router, models, rename)
     return Config(server=cfg.server, auth=auth, ledger=cfg.ledger, routing=cfg.routing, models=models,
                   warnings=tuple(warnings), source=source, deployments=by_id, limits=cfg.limits,
-                  cache=cfg.cache)
+                  cache=cfg.cache, router=cfg.router)

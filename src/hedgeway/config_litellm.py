@@ -58,7 +58,8 @@ PER_TOKEN_TO_PER_M = Decimal(1_000_000)
 
 def _fallbacks(value: Any, path: str) -> dict[str, list[str]]:
     """LiteLLM writes fallbacks as a list of one-key mappings: [{gpt-4o: [gpt-4o-mini]}]."""
-    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+    if not isinstance(value, list) or not all(isinstance(x, dict) and all(isinstance(v, list) for v in x.values())
+                                              for x in value):
         raise ConfigError(path, "expected a list of {model: [fallback, ...]} mappings")
     return {k: list(v) for item in value for k, v in item.items()}
 
@@ -89,6 +90,8 @@ def _deployment(entry: dict, path: str, warnings: list[str]) -> tuple[str, dict]
         elif key not in PARAMS:
             raise ConfigError(f"{path}.litellm_params.{key}", "unknown LiteLLM parameter")
     info = entry.get("model_info") or {}
+    if not isinstance(info, dict):
+        raise ConfigError(f"{path}.model_info", "must be a mapping")
     for key in info:
         if key not in MODEL_INFO_KNOWN:
             warnings.append(f"{path}.model_info.{key}: not used by Hedgeway, ignored")
@@ -97,10 +100,13 @@ def _deployment(entry: dict, path: str, warnings: list[str]) -> tuple[str, dict]
     cost_in = params.get("input_cost_per_token", info.get("input_cost_per_token"))
     cost_out = params.get("output_cost_per_token", info.get("output_cost_per_token"))
     if cost_in is not None or cost_out is not None:
-        dep["price"] = {"input": Decimal(str(cost_in or 0)) * PER_TOKEN_TO_PER_M,
-                        "output": Decimal(str(cost_out or 0)) * PER_TOKEN_TO_PER_M}
-        if "cache_read_input_token_cost" in info:
-            dep["price"]["cached_input"] = Decimal(str(info["cache_read_input_token_cost"])) * PER_TOKEN_TO_PER_M
+        try:
+            dep["price"] = {"input": Decimal(str(cost_in or 0)) * PER_TOKEN_TO_PER_M,
+                            "output": Decimal(str(cost_out or 0)) * PER_TOKEN_TO_PER_M}
+            if "cache_read_input_token_cost" in info:
+                dep["price"]["cached_input"] = Decimal(str(info["cache_read_input_token_cost"])) * PER_TOKEN_TO_PER_M
+        except ArithmeticError:  # decimal.InvalidOperation: not a number
+            raise ConfigError(f"{path}.litellm_params", "token costs must be numbers") from None
     if not dep["settings"]:
         del dep["settings"]
     for key in set(entry) - {"model_name", "litellm_params", "model_info"}:
@@ -130,6 +136,9 @@ def convert(raw: dict) -> tuple[dict, list[str], Callable[[str], str]]:
     lset = raw.get("litellm_settings") or {}
     rset = raw.get("router_settings") or {}
     gset = raw.get("general_settings") or {}
+    for section, values in (("litellm_settings", lset), ("router_settings", rset), ("general_settings", gset)):
+        if not isinstance(values, dict):
+            raise ConfigError(section, "must be a mapping")
     for section, values in (("litellm_settings", lset), ("router_settings", rset)):
         for key, value in values.items():
             if key == "fallbacks":
@@ -137,7 +146,7 @@ def convert(raw: dict) -> tuple[dict, list[str], Callable[[str], str]]:
             elif key == "num_retries":
                 routing["num_retries"] = value
             elif key == "routing_strategy":
-                if value in ROUTING_STRATEGIES:
+                if isinstance(value, str) and value in ROUTING_STRATEGIES:
                     routing["strategy"] = ROUTING_STRATEGIES[value]
                 else:
                     warnings.append(f"{section}.routing_strategy: {value!r} not supported yet; "

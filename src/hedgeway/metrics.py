@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from decimal import Decimal
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
 from hedgeway.ledger.base import Record
 
@@ -61,9 +61,14 @@ def _esc(value: object) -> str:
 
 
 class Metrics:
-    def __init__(self, inflight: Mapping[str, int], ledger_stats: Callable[[], tuple[int, int, int]]):
+    """`models`: the model names labels may carry; any other name a client sends (an unknown model, which
+    could be any text) is counted as "(unknown)", so labels stay bounded and never hold client text."""
+
+    def __init__(self, inflight: Mapping[str, int], ledger_stats: Callable[[], tuple[int, int, int]],
+                 models: Collection[str] | None = None):
         self._inflight = inflight
         self._ledger_stats = ledger_stats
+        self._models = frozenset(models) if models is not None else None
         self.requests: dict[tuple, int] = defaultdict(int)
         self.tokens: dict[tuple, int] = defaultdict(int)
         self.cost: dict[tuple, Decimal] = defaultdict(Decimal)
@@ -74,19 +79,22 @@ class Metrics:
 
     def observe(self, r: Record) -> None:
         dep = r.deployment or ""
-        self.requests[(r.model_name, dep, r.status)] += 1
+        model = r.model_name
+        if self._models is not None and model not in self._models:
+            model = "(unknown)"
+        self.requests[(model, dep, r.status)] += 1
         if r.error_type:
             self.errors[r.error_type] += 1
         if r.prompt_tokens:
-            self.tokens[(r.model_name, dep, "prompt")] += r.prompt_tokens
+            self.tokens[(model, dep, "prompt")] += r.prompt_tokens
         if r.completion_tokens:
-            self.tokens[(r.model_name, dep, "completion")] += r.completion_tokens
+            self.tokens[(model, dep, "completion")] += r.completion_tokens
         if r.cost:
-            self.cost[(r.model_name, dep)] += r.cost
-        hist = self.duration.get(r.model_name) or self.duration.setdefault(r.model_name, Histogram(LATENCY_BUCKETS))
+            self.cost[(model, dep)] += r.cost
+        hist = self.duration.get(model) or self.duration.setdefault(model, Histogram(LATENCY_BUCKETS))
         hist.observe(r.latency_ms / 1000)
         if r.ttft_ms is not None:
-            hist = self.ttft.get(r.model_name) or self.ttft.setdefault(r.model_name, Histogram(LATENCY_BUCKETS))
+            hist = self.ttft.get(model) or self.ttft.setdefault(model, Histogram(LATENCY_BUCKETS))
             hist.observe(r.ttft_ms / 1000)
         self.overhead.observe(r.overhead_ms / 1000)
 

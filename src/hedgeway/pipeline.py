@@ -23,7 +23,9 @@ from hedgeway.cache import CacheHit, Lookup, build_cache
 from hedgeway.config import Config
 from hedgeway.errors import AllDeploymentsFailed, HedgewayError, InvalidRequest, UpstreamError
 from hedgeway.fallback import Outcome, RetryPolicy, call_with_fallback
+from hedgeway.keys import open_ring
 from hedgeway.ledger.base import BatchWriter, LedgerStore, Record
+from hedgeway.ledger.spool import Spool
 from hedgeway.limits import build_admission
 from hedgeway.metrics import Metrics
 from hedgeway.pricing import cost
@@ -69,16 +71,19 @@ def _ms(seconds: float) -> float:
 class Gateway:
     def __init__(self, config: Config, store: LedgerStore):
         self.config = config
-        self.auth = Authenticator(config.auth.master_key, config.auth.disabled)
-        self.planner = Planner(config.models, config.routing.fallbacks, config.routing.strategy)
+        self.auth = Authenticator(config.auth.master_key, config.auth.disabled, open_ring(config))
+        self.planner = Planner(config.models, config.routing.fallbacks, config.routing.strategy,
+                               config.router)
         self.policy = RetryPolicy(config.routing.num_retries, config.routing.retry_backoff,
                                   config.routing.max_retry_after)
         self.providers: dict[str, Provider] = {
             dep.id: PROVIDERS[dep.provider](dep) for dep in config.deployments.values()}
-        self.ledger = BatchWriter(store, batch_size=config.ledger.batch_size,
-                                  flush_interval=config.ledger.flush_interval)
+        lc = config.ledger
+        spool = Spool(lc.spool_path, lc.url, lc.spool_max_bytes) if lc.spool_path else None
+        self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
         self.metrics = Metrics(self.planner.inflight,
-                               lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures))
+                               lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures),
+                               models=self.planner.names())
         self.admission = build_admission(config)
         self.cache = build_cache(config, self)
 
@@ -93,7 +98,7 @@ class Gateway:
         return self.ledger.healthy
 
     def model_names(self) -> list[str]:
-        return list(self.config.models)
+        return self.planner.names()
 
     async def _admit(self, ctx: RequestContext, model: str, body: dict[str, Any]) -> None:
         ctx.ticket = await self.admission.admit(ctx.principal, model, body)
@@ -128,13 +133,16 @@ class Gateway:
         return {"deployment": dep.id, "provider": dep.provider, "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
                 "cost": cost(usage, dep.price), "attempts": outcome.attempts,
-                "route": self._route(ctx, outcome.failures)}
+                "route": self._route(ctx, outcome.failures, outcome.hedged)}
 
-    def _route(self, ctx: RequestContext, failures: list[UpstreamError]) -> str | None:
-        """The ledger's `route`: the router's decision and the fallbacks taken, as JSON (None if neither)."""
+    def _route(self, ctx: RequestContext, failures: list[UpstreamError], hedged: str | None = None) -> str | None:
+        """The ledger's `route`: the router's decision, the fallbacks taken and the hedge that lost
+        (cancelled before it reported usage), as JSON (None if none of them)."""
         if not failures and ctx.route is None:
             return None
         route = dict(ctx.route or ())
+        if hedged:
+            route["hedged"] = hedged
         if failures:
             route["fallbacks"] = [f"{f.deployment} ({type(f).__name__})" for f in failures]
         return orjson.dumps(route).decode()
@@ -182,7 +190,8 @@ class Gateway:
                         call) -> Reply:
         """One non-streaming request: plan, call along the plan, record, reply."""
         plan = self._plan(ctx, model, body)
-        outcome = await call_with_fallback(plan.groups, call, self.policy, self.planner.inflight)
+        outcome = await call_with_fallback(plan.groups, call, self.policy, self.planner.inflight,
+                                           guard=plan.guard)
         reply = outcome.result
         headers, overhead = self._headers(ctx, outcome.deployment.id, outcome.upstream_s, reply.headers)
         fields = self._usage_fields(ctx, outcome, reply.usage)
@@ -213,7 +222,7 @@ class Gateway:
             return StreamOut(self._hit_headers(ctx, lookup.hit), self._replay(ctx, endpoint, req, lookup.hit))
         plan = self._plan(ctx, req.model, req.body)
         outcome = await call_with_fallback(plan.groups, self._call(ctx, "stream", req), self.policy,
-                                           self.planner.inflight, hold=True)
+                                           self.planner.inflight, hold=True, guard=plan.guard)
         ttft = time.perf_counter() - ctx.started
         headers, overhead = self._headers(ctx, outcome.deployment.id, outcome.upstream_s,
                                           outcome.result.headers)
@@ -243,6 +252,8 @@ class Gateway:
                     if out:
                         yield out
                 tail = tap.flush()
+                if not (tap.done or tail.startswith(b"data: [DONE]")):  # a clean end, but a cut stream
+                    raise UpstreamError("the stream ended without [DONE]", deployment=outcome.deployment.id)
                 if tail:
                     yield tail
                 status, error = 200, None
@@ -267,7 +278,32 @@ class Gateway:
         if self.cache is not None:
             await self.cache.close()
         await self.admission.close()
+        if self.auth.ring is not None:
+            self.auth.ring.close()
         self.ledger.close()
+
+
+# Sampling parameters every OpenAI-compatible upstream types the same way, checked here so a wrong type or an
+# absurd value is a clear 400 from the gateway whatever the deployment (http/openapi.py documents them).
+INT_PARAMS = {"n": (1, 128), "max_tokens": (1, 2**31 - 1), "max_completion_tokens": (1, 2**31 - 1),
+              "top_logprobs": (0, 20)}
+NUMBER_PARAMS = {"temperature": (0, 2), "top_p": (0, 1), "presence_penalty": (-2, 2), "frequency_penalty": (-2, 2)}
+
+
+_RULES = {**{k: ((int,), "an integer", lo, hi) for k, (lo, hi) in INT_PARAMS.items()},
+          **{k: ((int, float), "a number", lo, hi) for k, (lo, hi) in NUMBER_PARAMS.items()}}
+
+
+def _check_params(body: dict[str, Any]) -> None:
+    for name, v in body.items():  # a few keys: cheaper than looking up every rule
+        rule = _RULES.get(name)
+        if rule is not None and v is not None and (type(v) not in rule[0] or not rule[2] <= v <= rule[3]):
+            raise InvalidRequest(f"'{name}' must be {rule[1]} from {rule[2]} to {rule[3]}", param=name,
+                                 code="invalid_value")
+    for m in body["messages"]:
+        if type(m) is not dict or type(m.get("role")) is not str:
+            raise InvalidRequest("each message must be an object with a string 'role'", param="messages",
+                                 code="invalid_type")
 
 
 def parse_chat(body: Any, cache_control: str | None = None) -> ChatRequest:
@@ -283,6 +319,7 @@ def parse_chat(body: Any, cache_control: str | None = None) -> ChatRequest:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' is a required property and must be a non-empty array",
                              param="messages", code="missing_required_parameter" if messages is None else "invalid_type")
+    _check_params(body)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean", param="stream", code="invalid_type")

@@ -29,11 +29,12 @@ from hedgeway.errors import UpstreamError, UpstreamTimeout
 
 HIGH_WATER = 1 << 20  # pause reading the upstream when this many body bytes wait for the client
 MAX_IDLE = 256
+MAX_RESPONSE_BYTES = 256 << 20  # a body read whole (`read()`) larger than this fails: memory is finite
 
 
 class Response:
     __slots__ = ("status", "headers", "_chunks", "_buffered", "_eof", "_exc", "_waiter", "_conn",
-                 "got_bytes")
+                 "got_bytes", "_whole")
 
     def __init__(self, conn: "_Conn"):
         self.status = 0
@@ -45,6 +46,7 @@ class Response:
         self._waiter: asyncio.Future | None = None
         self._conn = conn
         self.got_bytes = False
+        self._whole = False  # read() wants the whole body: no backpressure, but a size cap
 
     def _wake(self) -> None:
         w = self._waiter
@@ -75,6 +77,9 @@ class Response:
         return chunk
 
     async def read(self) -> bytes:
+        self._whole = True
+        if not self._eof:  # (after eof the connection may already serve another response)
+            self._conn.resume()  # streaming backpressure may have paused it; nobody else would resume it
         while not self._eof:
             if self._exc is not None:
                 raise self._exc
@@ -141,15 +146,23 @@ class _Conn(asyncio.Protocol):
 
     def on_body(self, body: bytes):
         resp = self.resp
+        if resp is None:  # failed earlier in this same feed (e.g. over the size cap)
+            return
         resp._chunks.append(body)
         resp._buffered += len(body)
-        if resp._buffered > HIGH_WATER and not self.paused:
+        if resp._whole:
+            if resp._buffered > MAX_RESPONSE_BYTES:
+                self._fail(UpstreamError(f"upstream response larger than {MAX_RESPONSE_BYTES} bytes",
+                                         deployment=self.pool.name))
+        elif resp._buffered > HIGH_WATER and not self.paused:
             self.paused = True
             self.transport.pause_reading()
         resp._wake()
 
     def on_message_complete(self):
         resp = self.resp
+        if resp is None:
+            return
         resp._eof = True
         keep = self.parser.should_keep_alive()
         self._finish()
@@ -233,12 +246,12 @@ class Pool:
         except ValueError:
             pass
 
-    async def _connect(self) -> _Conn:
+    async def _connect(self, timeout: float) -> _Conn:
         try:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(lambda: _Conn(self), self.host, self.port, ssl=self.ssl,
                                             server_hostname=self.host if self.ssl else None),
-                self.connect_timeout)
+                timeout)
         except asyncio.TimeoutError:
             raise UpstreamTimeout("connecting to upstream timed out", deployment=self.name) from None
         except OSError as exc:
@@ -260,9 +273,13 @@ class Pool:
             self.loop = asyncio.get_running_loop()
         payload = b"".join((f"{method} {self.base_path}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
                             f"Content-Length: {len(body)}\r\n".encode("latin-1"), headers, b"\r\n", body))
+        started = self.loop.time()
         for attempt in (0, 1):
-            conn = self._acquire_idle() or await self._connect()
-            resp = conn.start(payload, first_byte_timeout, timeout)
+            # Connecting counts against both deadlines: they run from the call, not from the connect.
+            conn = self._acquire_idle() or await self._connect(
+                min(self.connect_timeout, first_byte_timeout - (self.loop.time() - started)))
+            spent = self.loop.time() - started
+            resp = conn.start(payload, first_byte_timeout - spent, timeout - spent)
             try:
                 await conn.headers_ready
                 return resp

@@ -18,6 +18,10 @@ COMMANDS: dict[str, str] = {
     "config": "config",
     "spend": "spend",
     "plan": "plan",
+    "router": "router",
+    "keys": "keys",
+    "teams": "teams",
+    "users": "users",
 }
 
 

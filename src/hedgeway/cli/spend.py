@@ -1,4 +1,8 @@
-"""`hedgeway spend [--db URL] [--since 7d] [--by day,model] [--json]`: what the ledger says was spent.
+"""`hedgeway spend [--db URL | --config FILE] [--since 7d] [--by day,model] [--period month] [--json]`: what
+the ledger says was spent.
+
+`--period day|week|month|total` folds the rows into calendar periods (UTC; weeks start on Monday) before
+grouping by the `--by` columns; `--by user` attributes each key's spend to the user the key belongs to.
 
 Reads only: a SQLite file that does not exist is an error (exit 1), never silently created. Costs are
 exact: the table rounds them to 6 decimals for display, `--json` prints the exact sum as a string.
@@ -7,32 +11,25 @@ exact: the table rounds them to 6 decimals for display, `--json` prints the exac
 from __future__ import annotations
 
 import argparse
-import re
-from datetime import datetime, timezone
 
 # --by name -> ledger group key
-BY_KEYS = {"day": "day", "model": "model_name", "deployment": "deployment", "key": "key_id", "team": "team"}
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_AGO = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_HEADINGS = {"day": "day", "model_name": "model", "deployment": "deployment", "key_id": "key", "team": "team"}
+BY_KEYS = {"day": "day", "model": "model_name", "deployment": "deployment", "key": "key_id", "team": "team",
+           "user": "user"}
+PERIODS = ("day", "week", "month", "total")
+_HEADINGS = {"day": "day", "model_name": "model", "deployment": "deployment", "key_id": "key", "team": "team",
+             "user": "user", "period": "period", "model": "model", "key": "key"}
+_VIEW_NAMES = {"model_name": "model", "key_id": "key", "team": "team", "deployment": "deployment", "user": "user"}
 
 
 def parse_since(text: str, now: float | None = None) -> float:
     """`7d`, `24h`, `30m`, `90s`, `2w` ago, or an ISO date/datetime (UTC unless it names an offset),
     as epoch seconds."""
-    text = text.strip()
-    match = _AGO.fullmatch(text)
-    if match:
-        now = datetime.now(timezone.utc).timestamp() if now is None else now
-        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    from hedgeway.keys.views import since_epoch
+
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration like 7d, 24h, 30m, or an ISO date like 2024-05-01; got {text!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
+        return since_epoch(text, now)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_by(text: str) -> list[str]:
@@ -51,9 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("spend", help="spend, tokens and errors from the ledger")
     p.add_argument("--db", default="sqlite:///hedgeway.db",
                    help="ledger URL (default sqlite:///hedgeway.db; postgresql://... also works)")
+    p.add_argument("--config", help="take the ledger URL from this gateway config (instead of --db)")
     p.add_argument("--since", type=parse_since, help="only requests since: 7d, 24h, 30m, or an ISO date (UTC)")
     p.add_argument("--by", type=parse_by, default=["day", "model_name"],
                    help=f"comma list of {','.join(BY_KEYS)} (default day,model); empty for one total")
+    p.add_argument("--period", choices=PERIODS,
+                   help="fold into calendar periods (UTC; weeks start Monday); replaces day in --by")
     p.add_argument("--json", action="store_true", help="JSON list of rows; cost as an exact decimal string")
     p.set_defaults(func=run)
 
@@ -93,6 +93,26 @@ def table(rows: list[dict], keys: list[str]) -> str:
     return "\n".join(out)
 
 
+def _periods(store, args: argparse.Namespace) -> list[dict]:
+    """Spend folded into periods (hedgeway.keys.views); `user` needs the keys table (key -> user)."""
+    from hedgeway.keys import KeyStore, views
+
+    users = None
+    if "user" in args.by:
+        keys = KeyStore(args.db)
+        try:
+            users = {r["id"]: r["user_id"] for r in keys.list_keys()}
+        finally:
+            keys.close()
+    by = [_VIEW_NAMES[k] for k in args.by if k != "day"]
+    if "day" in args.by and not args.period:
+        args.period = "day"
+    rows = views.spend(store, by, args.period or "total", args.since, users)
+    for row in rows:  # same columns as the plain view
+        row.setdefault("latency_p50_ms", None)
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
@@ -103,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
     from hedgeway.ledger import open_store, sqlite_path
 
     try:
+        if args.config:
+            from hedgeway.config import load
+
+            args.db = load(args.config).ledger.url
         if args.db.lower().startswith("sqlite://"):
             path = sqlite_path(args.db)
             if path != ":memory:" and not os.path.isfile(path):
@@ -115,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         store.migrate()  # an older ledger gets the columns this version reads
-        rows = store.spend(since=args.since, group_by=args.by)
+        if args.period or "user" in args.by:
+            rows, args.by = _periods(store, args), ["period", *(_VIEW_NAMES[k] for k in args.by if k != "day")]
+        else:
+            rows = store.spend(since=args.since, group_by=args.by)
     except Exception as exc:  # a database error, not a bug in the caller: say so briefly
         logging.getLogger("hedgeway").debug("spend failed", exc_info=True)
         print(f"hedgeway spend: cannot read the ledger: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -13,6 +13,10 @@ import orjson
 
 from hedgeway.auth import bearer
 from hedgeway.errors import HedgewayError, InvalidRequest, MethodNotAllowed, NotFound
+from hedgeway.http.admin import PREFIX as ADMIN_PREFIX, Admin
+from hedgeway.http.messages import Messages
+from hedgeway.http import openapi
+from hedgeway.http.router_stats import router_stats_handler
 from hedgeway.http.server import Request, Response, StreamingResponse
 from hedgeway.pipeline import Gateway, RequestContext, parse_chat
 
@@ -43,6 +47,8 @@ def error_response(exc: HedgewayError, request_id: str | None = None) -> Respons
 class Routes:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
+        self.admin = Admin(gateway)  # everything under /admin/ (master key only)
+        messages = Messages(gateway)
         self.table: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self.chat},
             "/chat/completions": {"POST": self.chat},
@@ -53,12 +59,18 @@ class Routes:
             "/healthz": {"GET": self.healthz},
             "/readyz": {"GET": self.readyz},
             "/metrics": {"GET": self.metrics},
+            "/v1/router/stats": {"GET": router_stats_handler(gateway)},
+            "/openapi.json": {"GET": openapi.serve},
+            "/v1/messages": messages.methods(messages.create),  # Anthropic's Messages API
+            "/v1/messages/count_tokens": messages.methods(messages.count_tokens),
         }
 
     async def __call__(self, request: Request) -> Response | StreamingResponse:
         methods = self.table.get(request.path)
         try:
             if methods is None:
+                if request.path.startswith(ADMIN_PREFIX):
+                    return await self.admin(request)
                 raise NotFound(f"Unknown path {request.path[:200]}", code="unknown_url")
             handler = methods.get(request.method)
             if handler is None:

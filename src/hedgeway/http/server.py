@@ -25,8 +25,10 @@ log = logging.getLogger("hedgeway.http")
 
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 413: "Payload Too Large", 429: "Too Many Requests",
+           431: "Request Header Fields Too Large",
            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
            504: "Gateway Timeout"}
+MAX_HEAD_BYTES = 64 * 1024  # request line + headers; more is an attack or a bug (431, connection closed)
 INTERNAL_ERROR = (b'{"error":{"message":"internal error","type":"api_error","param":null,"code":null}}')
 
 
@@ -99,6 +101,8 @@ class HttpProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._too_large = False
+        self._head = 0  # bytes of the current request line and headers
+        self._in_head = False
 
     # --- transport events ---
     def connection_made(self, transport):
@@ -123,12 +127,17 @@ class HttpProtocol(asyncio.Protocol):
             w.set_result(None)
 
     def data_received(self, data: bytes):
+        was_in_head = self._in_head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._reject(400, "protocol upgrades are not supported")
         except httptools.HttpParserError:
             self._reject(400, "malformed HTTP request")
+        if was_in_head and self._in_head:  # still no end of headers: the parser buffers them all
+            self._head += len(data)
+            if self._head > MAX_HEAD_BYTES:
+                self._reject(431, "request headers too large")
 
     def _reject(self, status: int, message: str) -> None:
         body = (b'{"error":{"message":"' + message.encode() + b'","type":"invalid_request_error","param":null,'
@@ -145,14 +154,19 @@ class HttpProtocol(asyncio.Protocol):
         self._body = []
         self._size = 0
         self._too_large = False
+        self._head = 0
+        self._in_head = True
 
     def on_url(self, url: bytes):
         self._url += url
+        self._head += len(url)
 
     def on_header(self, name: bytes, value: bytes):
+        self._head += len(name) + len(value) + 4
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self):
+        self._in_head = False
         length = self._headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body:
             self._too_large = True
@@ -165,6 +179,11 @@ class HttpProtocol(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self):
+        if self.closed:  # rejected while parsing this message
+            return
+        if self._head > MAX_HEAD_BYTES:
+            self._reject(431, "request headers too large")
+            return
         if self._too_large:
             self._reject(413, f"request body exceeds the limit of {self.max_body} bytes")
             return

@@ -2,7 +2,8 @@
 
 The request path only ever calls `BatchWriter.submit(record)`: an O(1) append to a deque. A background
 thread drains the deque in batches into the store, so neither SQL nor disk I/O ever runs on the event loop.
-When the store fails, the batch is kept and retried with backoff; `close()` flushes what is queued.
+When the store fails, batches go to the local spool (fsynced) and are replayed once it is back; without a
+spool they are kept in memory and retried with backoff. `close()` flushes what is queued.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from hedgeway.ledger.spool import Spool
 
 log = logging.getLogger("hedgeway.ledger")
 
@@ -74,20 +78,35 @@ class LedgerStore(Protocol):
 
 
 class BatchWriter:
-    """Queues records and writes them to a store in batches from a daemon thread."""
+    """Queues records and writes them to a store in batches from a daemon thread.
+
+    With a `spool` (ledger/spool.py), a batch the store rejects is appended to the local spool (fsynced)
+    instead of waiting in memory, and so is every later batch until the spool has been replayed into the
+    store (tried after the failure with back-off, oldest first): nothing held in memory is lost to a
+    database outage, a SIGTERM during one, or a writer stuck on a hung database (`close()` spools what
+    the thread could not write). Replays may repeat rows already stored; the stores ignore a repeated
+    request_id, so each record lands exactly once. Without a spool, a failed batch is kept in memory and
+    retried with back-off, as before.
+
+    `healthy` means "records are safe": the last store write succeeded, or the failed batches went to a
+    spool that still has room. `/readyz` reads it: while spooling, the instance keeps serving.
+    """
 
     def __init__(self, store: LedgerStore, *, batch_size: int = 100, flush_interval: float = 0.02,
-                 max_backoff: float = 5.0):
+                 max_backoff: float = 5.0, spool: "Spool | None" = None):
         self.store = store
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_backoff = max_backoff
+        self.spool = spool
         self.written = 0
         self.failures = 0
-        self.healthy = True  # the last write attempt succeeded
+        self.healthy = True
+        self.store_ok = True  # the last store write (or replay) succeeded
         self._queue: deque[Record] = deque()
         self._wake = threading.Event()
         self._stop = False
+        self._inflight: list[Record] = []  # the batch the thread is writing (for close() to rescue)
         self._thread = threading.Thread(target=self._run, name="hedgeway-ledger", daemon=True)
         self._thread.start()
 
@@ -107,38 +126,93 @@ class BatchWriter:
             batch.append(q.popleft())
         return batch
 
+    def _write(self, batch: list[Record]) -> bool:
+        self._inflight = batch
+        try:
+            self.store.write(batch)
+        except Exception as exc:
+            self.failures += 1
+            self.store_ok = False
+            log.error("ledger write of %d records failed (%s)", len(batch), type(exc).__name__)
+            return False
+        finally:
+            self._inflight = []
+        self.written += len(batch)
+        self.store_ok = True
+        return True
+
+    def _replay(self) -> bool:
+        """Feed the spool back to the store; True when it is empty afterwards."""
+        try:
+            n = self.spool.replay(self._write_or_raise, self.batch_size)
+        except Exception:  # counted and logged by _write_or_raise; the spool is unchanged
+            return False
+        if n:
+            log.warning("ledger: replayed %d spooled records into the store", n)
+        return True
+
+    def _write_or_raise(self, batch: list[Record]) -> None:
+        if not self._write(batch):
+            raise RuntimeError("store write failed")
+
     def _run(self) -> None:
         backoff = self.flush_interval
+        retry_at = 0.0  # monotonic time of the next replay attempt after a failure
+        spool = self.spool
         batch: list[Record] = []
+        last_chance = True  # one replay attempt at shutdown even while backing off
         while True:
-            if not batch:
+            if not batch and len(self._queue) < self.batch_size and not self._stop:
                 self._wake.wait(self.flush_interval)
                 self._wake.clear()
-                batch = self._take()
+            stopping = self._stop
+            if spool is not None and spool.pending and (time.monotonic() >= retry_at
+                                                        or (stopping and last_chance)):
+                last_chance = not stopping
+                if self._replay():
+                    backoff = self.flush_interval
+                    retry_at = 0.0
+                else:
+                    retry_at = time.monotonic() + backoff
+                    backoff = min(backoff * 2, self.max_backoff)
+            batch = batch or self._take()
             if not batch:
-                if self._stop:
+                if stopping:
                     return
                 continue
-            try:
-                self.store.write(batch)
-            except Exception as exc:  # keep the batch; retry with backoff
-                self.failures += 1
-                self.healthy = False
-                log.error("ledger write of %d records failed (%s); retrying", len(batch), type(exc).__name__)
-                if self._stop and backoff >= self.max_backoff:
-                    log.error("ledger: giving up on %d records at shutdown", len(batch) + len(self._queue))
-                    return
-                time.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+            # While anything is spooled the store is down (or not yet caught up): spool this batch too,
+            # so the order is kept and a dead database costs one attempt per back-off, not per batch.
+            if not (spool is not None and spool.pending) and self._write(batch):
+                self.healthy = True
+                backoff = self.flush_interval
+                batch = []
                 continue
-            self.written += len(batch)
-            self.healthy = True
-            backoff = self.flush_interval
-            batch = self._take() if len(self._queue) >= self.batch_size or self._stop else []
+            if spool is not None and spool.append(batch):
+                self.healthy = True  # safe on disk
+                retry_at = max(retry_at, time.monotonic() + backoff)
+                batch = []
+                continue
+            self.healthy = False  # in memory only: no spool, or it is full
+            if stopping and (spool is not None or backoff >= self.max_backoff):
+                log.error("ledger: giving up on %d records at shutdown", len(batch) + len(self._queue))
+                return
+            time.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Flush everything queued, then stop the thread and close the store."""
+        """Flush everything queued (to the store, else to the spool), then stop the thread and close the
+        store. If the thread is still stuck after `timeout` (a hung database), what it holds and what is
+        queued go to the spool from here (a batch that lands after all is harmless: replay ignores it)."""
         self._stop = True
         self._wake.set()
         self._thread.join(timeout)
-        self.store.close()
+        stuck = self._thread.is_alive()
+        if stuck and self.spool is not None:
+            rest = list(self._inflight) + list(self._queue)
+            # The stuck thread may hold the spool (replaying): then a sibling file takes the records.
+            if rest and (self.spool.append(rest, timeout=1.0) or self.spool.sibling().append(rest)):
+                log.error("ledger: the store hung at shutdown; spooled %d records", len(rest))
+        if self.spool is not None:
+            self.spool.close()
+        if not stuck:  # a stuck thread holds the store's lock: closing would hang too
+            self.store.close()

@@ -22,8 +22,9 @@ class Step:
     statements: tuple[str, ...]
 
 
-# Columns in Record field order. `id` is a surrogate key: request_id is deliberately not unique, because a
-# duplicate (a retried batch whose commit did land) must not make a whole batch fail forever.
+# Columns in Record field order. `id` is a surrogate key. request_id is unique from step 003 on, and every
+# insert says ON CONFLICT (request_id) DO NOTHING: a retried or replayed batch whose commit did land is a
+# no-op instead of a duplicate, and never makes a whole batch fail forever.
 SQLITE: list[Step] = [
     Step("001_create_requests", (
         """CREATE TABLE requests (
@@ -56,6 +57,67 @@ SQLITE: list[Step] = [
         "CREATE INDEX requests_request_id ON requests (request_id)",
     )),
     Step("002_requests_saved", ("ALTER TABLE requests ADD COLUMN saved TEXT NOT NULL DEFAULT '0'",)),
+    # Virtual keys (hedgeway.keys): JSON columns as TEXT in both dialects so one code path reads them;
+    # every write bumps key_ring_version and stamps the rows it touches with the new value, so a replica
+    # polls one number and then reads only the rows that changed.
+    Step("003_keys_users_teams", (
+        """CREATE TABLE teams (
+            id TEXT PRIMARY KEY,
+            models TEXT,
+            budgets TEXT NOT NULL DEFAULT '[]',
+            limits TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        """CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            models TEXT,
+            budgets TEXT NOT NULL DEFAULT '[]',
+            limits TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        """CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            name TEXT,
+            user_id TEXT REFERENCES users (id),
+            team_id TEXT REFERENCES teams (id),
+            models TEXT,
+            budgets TEXT NOT NULL DEFAULT '[]',
+            limits TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            expires_at REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            revoked_at REAL,
+            version INTEGER NOT NULL
+        )""",
+        "CREATE INDEX keys_user ON keys (user_id)",
+        "CREATE INDEX keys_team ON keys (team_id)",
+        "CREATE INDEX keys_version ON keys (version)",
+        """CREATE TABLE retired_digests (
+            digest TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            retired_at REAL NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        "CREATE TABLE key_ring_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
+        "INSERT INTO key_ring_version (id, version) VALUES (1, 0)",
+    )),
+    # Replaying a spooled batch after an outage must be idempotent: one row per request_id. Duplicates
+    # a retried batch may have left behind (its commit did land) are dropped first, keeping the oldest.
+    Step("004_requests_request_id_unique", (
+        "DELETE FROM requests WHERE id NOT IN (SELECT min(id) FROM requests GROUP BY request_id)",
+        "DROP INDEX IF EXISTS requests_request_id",
+        "CREATE UNIQUE INDEX requests_request_id_unique ON requests (request_id)",
+    )),
 ]
 
 POSTGRES: list[Step] = [
@@ -90,6 +152,65 @@ POSTGRES: list[Step] = [
         "CREATE INDEX requests_request_id ON requests (request_id)",
     )),
     Step("002_requests_saved", ("ALTER TABLE requests ADD COLUMN saved NUMERIC(24, 12) NOT NULL DEFAULT 0",)),
+    # Virtual keys (hedgeway.keys): JSON columns as TEXT in both dialects so one code path reads them;
+    # every write bumps key_ring_version and stamps the rows it touches with the new value, so a replica
+    # polls one number and then reads only the rows that changed.
+    Step("003_keys_users_teams", (
+        """CREATE TABLE teams (
+            id TEXT PRIMARY KEY,
+            models TEXT,
+            budgets TEXT NOT NULL DEFAULT '[]',
+            limits TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            version BIGINT NOT NULL
+        )""",
+        """CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            models TEXT,
+            budgets TEXT NOT NULL DEFAULT '[]',
+            limits TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            version BIGINT NOT NULL
+        )""",
+        """CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            name TEXT,
+            user_id TEXT REFERENCES users (id),
+            team_id TEXT REFERENCES teams (id),
+            models TEXT,
+            budgets TEXT NOT NULL DEFAULT '[]',
+            limits TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            expires_at DOUBLE PRECISION,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION,
+            version BIGINT NOT NULL
+        )""",
+        "CREATE INDEX keys_user ON keys (user_id)",
+        "CREATE INDEX keys_team ON keys (team_id)",
+        "CREATE INDEX keys_version ON keys (version)",
+        """CREATE TABLE retired_digests (
+            digest TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            retired_at DOUBLE PRECISION NOT NULL,
+            version BIGINT NOT NULL
+        )""",
+        "CREATE TABLE key_ring_version (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
+        "INSERT INTO key_ring_version (id, version) VALUES (1, 0)",
+    )),
+    Step("004_requests_request_id_unique", (
+        "DELETE FROM requests a USING requests b WHERE a.request_id = b.request_id AND a.id > b.id",
+        "DROP INDEX IF EXISTS requests_request_id",
+        "CREATE UNIQUE INDEX requests_request_id_unique ON requests (request_id)",
+    )),
 ]
 
 STEPS: dict[str, list[Step]] = {"sqlite": SQLITE, "postgresql": POSTGRES}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from typing import Any, Callable, Sequence
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -22,7 +22,9 @@ from hedgeway.ledger.query import COLUMNS, check_group_by, record_values, spend_
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DAY = "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-_INSERT = f"INSERT INTO requests ({COLUMNS}) VALUES ({', '.join(['%s'] * len(RECORD_FIELDS))})"
+# ON CONFLICT: a retried or replayed (spooled) batch whose commit already landed inserts nothing twice.
+_INSERT = (f"INSERT INTO requests ({COLUMNS}) VALUES ({', '.join(['%s'] * len(RECORD_FIELDS))}) "
+           "ON CONFLICT (request_id) DO NOTHING")
 
 
 def parse_url(url: str) -> tuple[str, str | None, list[str]]:
@@ -43,7 +45,8 @@ def parse_url(url: str) -> tuple[str, str | None, list[str]]:
     if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
         raise ConfigError("ledger.url", f"schema must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, "
                                         f"at most 63 characters), got {schema!r}")
-    return urlunsplit(parts._replace(query=urlencode(query))), schema, secrets
+    # quote, not quote_plus: libpq does not read '+' as a space (options=-c%20statement_timeout%3D5000)
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))), schema, secrets
 
 
 class PostgresStore:

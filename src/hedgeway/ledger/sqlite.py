@@ -26,7 +26,9 @@ _DAY_SQLITE = "strftime('%Y-%m-%d', ts, 'unixepoch')"  # 'unixepoch' without 'lo
 _WIDE = Context(prec=60)  # wide enough that no realistic sum of costs is ever rounded
 
 
-_INSERT = f"INSERT INTO requests ({COLUMNS}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
+# ON CONFLICT: a retried or replayed (spooled) batch whose commit already landed inserts nothing twice.
+_INSERT = (f"INSERT INTO requests ({COLUMNS}) VALUES ({', '.join('?' * len(RECORD_FIELDS))}) "
+           "ON CONFLICT (request_id) DO NOTHING")
 
 
 def _fixed(cost: Decimal) -> str:

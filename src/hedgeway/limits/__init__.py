@@ -8,7 +8,7 @@ The pipeline calls, per request:
     admission.settle(ticket, usage, cost)      # exactly once when the request ends (cost 0 on a cache
                                                # hit or a failure); never blocks, never raises
 
-`build_admission(config)` picks the implementation; `Unlimited` admits everything.
+`build_admission(config)` builds the `Limiter` (limits/admission.py); `Unlimited` admits everything.
 """
 
 from __future__ import annotations
@@ -46,4 +46,14 @@ class Unlimited:
 
 
 def build_admission(config: Any) -> Admission:
-    return Unlimited()
+    """A `Limiter` over the configured backend (memory by default). It admits a request that no budget or
+    limit applies to without touching its store, so a config without limits costs a few attribute reads.
+    Raises ConfigError for limits on model names the config does not declare."""
+    from hedgeway.errors import ConfigError
+    from hedgeway.limits.admission import Limiter
+
+    limits = config.limits
+    for name in limits.models:
+        if name not in config.models:
+            raise ConfigError(f"limits.models.{name}", f"unknown model name {name!r}")
+    return Limiter(limits, config.models, config.routing.fallbacks)

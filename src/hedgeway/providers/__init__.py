@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from hedgeway.providers.anthropic import AnthropicProvider
 from hedgeway.providers.base import Provider, StreamReply
+from hedgeway.providers.gemini import GeminiProvider
 from hedgeway.providers.openai import AzureOpenAIProvider, OpenAIProvider
 from hedgeway.providers.simulated import SimulatedProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
     "azure": AzureOpenAIProvider,
+    "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
     "simulated": SimulatedProvider,
 }
 

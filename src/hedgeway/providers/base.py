@@ -11,8 +11,12 @@ from __future__ import annotations
 import re
 from typing import Any, AsyncIterator, Callable, ClassVar, Protocol
 
+from hedgeway.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected
 from hedgeway.types import ChatRequest, Deployment, UpstreamReply
 
+# Upstream status -> how we treat it. 400/413/422: the client's request is bad, another deployment would
+# say the same. 401/403/404 mean *this deployment* is misconfigured, so they stay fallback-eligible.
+REJECTED = frozenset({400, 413, 422})
 SECRETISH = re.compile(r"(sk|pk|key|api|tok)[-_][A-Za-z0-9_\-*]{6,}", re.IGNORECASE)
 
 
@@ -65,3 +69,22 @@ def redact(message: str, *secrets: str) -> str:
         if secret:
             message = message.replace(secret, "[redacted]")
     return SECRETISH.sub("[redacted]", message)[:500]
+
+
+def upstream_failure(status: int, text: str, deployment: str, retry_after: str | None = None) -> UpstreamError:
+    """The error for a non-2xx upstream answer (`text` already redacted): 429 -> UpstreamRateLimited
+    carrying Retry-After seconds; 400/413/422 -> UpstreamRejected (not fallback-eligible); 401/403 -> an
+    eligible UpstreamError whose text never echoes the upstream's; anything else (5xx, Anthropic's 529
+    overloaded, 404) -> an eligible UpstreamError."""
+    kw = {"deployment": deployment, "upstream_status": status}
+    if status == 429:
+        try:
+            seconds = float(retry_after) if retry_after else None
+        except ValueError:  # an HTTP date: not worth parsing, the back-off applies
+            seconds = None
+        return UpstreamRateLimited(f"upstream rate limited (429): {text}", retry_after=seconds, **kw)
+    if status in REJECTED:
+        return UpstreamRejected(text, status_code=status, **kw)
+    if status in (401, 403):
+        text = "the deployment's credentials were rejected"
+    return UpstreamError(f"upstream returned {status}: {text}", **kw)

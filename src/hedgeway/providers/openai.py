@@ -8,14 +8,11 @@ from typing import Any, ClassVar
 
 import orjson
 
-from hedgeway.errors import ConfigError, UpstreamError, UpstreamRateLimited, UpstreamRejected
-from hedgeway.providers.base import StreamReply, redact
+from hedgeway.errors import ConfigError, UpstreamError
+from hedgeway.providers.base import StreamReply, redact, upstream_failure
 from hedgeway.types import ChatRequest, Deployment, UpstreamReply, Usage
 from hedgeway.upstream import Pool, Response
 
-# Upstream status -> how we treat it. 400/413/422: the client's request is bad, another deployment would
-# say the same. 401/403/404 mean *this deployment* is misconfigured, so they stay fallback-eligible.
-REJECTED = {400, 413, 422}
 DEFAULT_BASE = "https://api.openai.com/v1"
 
 
@@ -24,7 +21,8 @@ def parse_usage(u: dict[str, Any] | None) -> Usage:
         return Usage()
     details = u.get("prompt_tokens_details") or {}
     return Usage(prompt_tokens=u.get("prompt_tokens") or 0, completion_tokens=u.get("completion_tokens") or 0,
-                 cached_tokens=details.get("cached_tokens") or 0)
+                 cached_tokens=details.get("cached_tokens") or 0,
+                 cache_write_tokens=u.get("cache_creation_input_tokens") or 0)  # LiteLLM/Anthropic name
 
 
 def error_message(body: bytes) -> str:
@@ -67,17 +65,7 @@ class OpenAIProvider:
         if resp.status == 200:
             return resp
         text = redact(error_message(await resp.read()), d.api_key)
-        status = resp.status
-        kw = {"deployment": d.id, "upstream_status": status}
-        if status == 429:
-            retry = resp.headers.get("retry-after")
-            raise UpstreamRateLimited(f"upstream rate limited (429): {text}",
-                                      retry_after=float(retry) if retry and retry.isdigit() else None, **kw)
-        if status in REJECTED:
-            raise UpstreamRejected(text, status_code=status, **kw)
-        if status in (401, 403):
-            text = "the deployment's credentials were rejected"
-        raise UpstreamError(f"upstream returned {status}: {text}", **kw)
+        raise upstream_failure(resp.status, text, d.id, resp.headers.get("retry-after"))
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         body = dict(request.body)

@@ -23,7 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hedgeway.config import format_loc
-from hedgeway.errors import ConfigError, UpstreamError, UpstreamTimeout
+from hedgeway.errors import ConfigError, UpstreamError, UpstreamRejected, UpstreamTimeout
 from hedgeway.providers.base import StreamReply
 from hedgeway.types import ChatRequest, Deployment, UpstreamReply, Usage
 
@@ -142,7 +142,10 @@ class SimulatedProvider:
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
         await self._first_token()
-        dim = int(body.get("dimensions") or self.s.embedding_dim)
+        dim = body.get("dimensions") or self.s.embedding_dim
+        if type(dim) is not int or not 1 <= dim <= 4096:  # as a real upstream would: a 400, not a crash
+            raise UpstreamRejected("'dimensions' must be an integer from 1 to 4096", param="dimensions",
+                                   deployment=self.deployment.id)
         data, tokens = [], 0
         for i, text in enumerate(inputs):
             text = text if isinstance(text, str) else orjson.dumps(text).decode()

@@ -3,7 +3,9 @@
 `Planner.plan(model_name, body)` is pure (no I/O): it returns a `Plan` — the ordered groups to try (the
 requested model's deployments ordered by the balancing strategy, then each fallback model's) and the
 routing decision for the ledger and the `x-hedgeway-route` header (None when there was nothing to decide).
-Balancers are picked from `BALANCERS` by name.
+Balancers are picked from `BALANCERS` by name; routers (for routed names such as `auto`, see `tiers`) from
+`ROUTERS`. Deployments whose circuit breaker is open are left out of plans (`health`), unless that would
+leave nothing to try. `Plan.guard` carries the SLA deadlines and the health reporting for the fallback loop.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from hedgeway.errors import NotFound
+from hedgeway.routing.config import RouterIn
+from hedgeway.routing.health import Guard, Health
+from hedgeway.routing.registry import ROUTERS
+from hedgeway.routing.stats import RouterStats
+from hedgeway.routing.tiers import RoutedModel
 from hedgeway.types import Deployment
+
+__all__ = ["BALANCERS", "ROUTERS", "Plan", "Planner", "least_in_flight", "weighted"]
 
 Group = tuple[Deployment, ...]
 
@@ -22,6 +31,7 @@ Group = tuple[Deployment, ...]
 class Plan:
     groups: list[Group]
     route: dict[str, Any] | None = None  # the decision (router, score, tier), when a router made one
+    guard: Guard | None = None  # SLA deadlines + health reporting for call_with_fallback
 
 
 def least_in_flight(group: Group, inflight: Mapping[str, int]) -> Group:
@@ -41,22 +51,61 @@ BALANCERS: dict[str, Callable[[Group, Mapping[str, int]], Group]] = {
 
 
 class Planner:
-    def __init__(self, models: Mapping[str, Group], fallbacks: Mapping[str, Sequence[str]], strategy: str):
+    def __init__(self, models: Mapping[str, Group], fallbacks: Mapping[str, Sequence[str]], strategy: str,
+                 router: RouterIn | None = None):
+        router = router or RouterIn()
         self.models = models
         self.fallbacks = fallbacks
         self.balance = BALANCERS[strategy]
         self.strategy = strategy
         self.inflight: dict[str, int] = {d.id: 0 for group in models.values() for d in group}
+        self.health = Health(router.breaker, router.ewma_alpha, self.inflight)
+        self.stats = RouterStats(self.health)
+        self.guard = Guard(self.health, {}, self.stats)
+        self.routes: dict[str, tuple[RoutedModel, Guard]] = {}
+        for r in router.routes:
+            routed = RoutedModel(r, models)
+            self.routes[r.name] = (routed, Guard(self.health, routed.deadlines, self.stats, routed.hedge_delay))
+
+    def names(self) -> list[str]:
+        """Every model name a client may send: the configured models, then the routed names."""
+        return [*self.models, *self.routes]
+
+    def render_metrics(self) -> str:
+        """Prometheus text of the router's counters and the deployments' health (for /metrics)."""
+        return self.stats.render_metrics()
+
+    def _order(self, group: Group) -> Group:
+        return group if len(group) == 1 else self.balance(group, self.inflight)
+
+    def _healthy(self, groups: list[Group]) -> list[Group]:
+        usable = self.health.usable
+        kept = [g for g in (tuple(d for d in group if usable(d.id)) for group in groups) if g]
+        if not kept:  # every breaker open: trying beats refusing outright
+            return groups
+        if sum(map(len, kept)) != sum(map(len, groups)):
+            left = {d.id for g in kept for d in g}
+            for group in groups:
+                for d in group:
+                    if d.id not in left:
+                        self.stats.skipped[d.id] += 1
+        return kept
 
     def plan(self, model_name: str, body: Mapping[str, Any] | None = None) -> Plan:
         """Ordered groups to try; raises NotFound (404) for a model name the config does not declare.
         `body` is the request (routers read the prompt from it)."""
+        routed = self.routes.get(model_name)
+        if routed is not None:
+            route, guard = routed
+            slots, decision = route.decide(body)
+            groups = self._healthy([self._order(s.group) for s in slots])
+            self.stats.routed(route.name, decision["tier"], groups[0][0].id)
+            return Plan(groups, decision, guard)
         group = self.models.get(model_name)
         if group is None:
             raise NotFound(f"The model `{model_name}` does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
-        groups = [group if len(group) == 1 else self.balance(group, self.inflight)]
+        groups = [self._order(group)]
         for name in self.fallbacks.get(model_name, ()):
-            fb = self.models[name]
-            groups.append(fb if len(fb) == 1 else self.balance(fb, self.inflight))
-        return Plan(groups)
+            groups.append(self._order(self.models[name]))
+        return Plan(self._healthy(groups), None, self.guard)

@@ -1,0 +1,110 @@
+"""The `router:` config section: routed model names (tiers + which router decides), SLAs, health.
+
+    router:
+      routes:
+        - name: auto                       # the model name clients send
+          router: heuristic                # heuristic | learned | random | cost  (ROUTERS)
+          tiers: {simple: llama-local, medium: gpt-4o-mini, complex: gpt-4o}   # tier -> model name
+          thresholds: {medium: 0.35, complex: 0.65}   # score >= medium -> medium, >= complex -> complex
+          options: {}                      # router-specific (learned: {model: path}, random: {seed: 1})
+          capabilities: {llama-local: {tools: false, vision: false, context: 8192}}
+          sla: {simple: {ttft: 1.0, total: 20}}       # per tier (or deployment id): seconds
+          hedge: {delay: 0.5}              # optional: race the next tier's call after this many seconds
+      breaker: {failures: 5, cooldown: 30, slow_call: 10, slow_rate: 0.5, window: 20}
+      ewma_alpha: 0.2
+
+Cross-checks against `models:` (tier model names exist, route names do not clash) happen in
+`hedgeway.config._build` through `check_routes`, so errors name their path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping
+
+from pydantic import Field, model_validator
+
+from hedgeway.errors import ConfigError
+from hedgeway.strict import Strict
+
+TIERS = ("simple", "medium", "complex")  # cheapest to most capable; also the `complexity` classes
+Tier = Literal["simple", "medium", "complex"]
+
+
+class ThresholdsIn(Strict):
+    medium: float = Field(ge=0, le=1)
+    complex: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.complex < self.medium:
+            raise ValueError("complex must be >= medium")
+        return self
+
+
+class CapabilitiesIn(Strict):
+    tools: bool = True
+    vision: bool = True
+    context: int | None = Field(None, ge=1)  # tokens (prompt + max_tokens); None: unlimited
+
+
+class SlaIn(Strict):
+    ttft: float | None = Field(None, gt=0)  # streams: seconds to the first event
+    total: float | None = Field(None, gt=0)  # non-streaming: seconds to the whole answer
+
+
+class HedgeIn(Strict):
+    delay: float = Field(gt=0)  # seconds before the plan's second choice is started in parallel
+
+
+class RouteIn(Strict):
+    name: str = Field(min_length=1)
+    router: str = "heuristic"
+    tiers: dict[Tier, str] = Field(min_length=1)
+    thresholds: ThresholdsIn | None = None  # None: the router's own defaults
+    options: dict[str, Any] = {}
+    capabilities: dict[str, CapabilitiesIn] = {}
+    sla: dict[str, SlaIn] = {}
+    hedge: HedgeIn | None = None
+
+
+class BreakerIn(Strict):
+    failures: int = Field(5, ge=1)  # consecutive failures that open the breaker
+    cooldown: float = Field(30.0, gt=0)  # seconds open before a half-open probe is let through
+    slow_call: float | None = Field(None, gt=0)  # a call slower than this (seconds) counts as slow
+    slow_rate: float = Field(0.5, gt=0, le=1)  # open when this share of the last `window` calls was slow
+    window: int = Field(20, ge=2)
+
+
+class RouterIn(Strict):
+    routes: list[RouteIn] = []
+    breaker: BreakerIn = BreakerIn()
+    ewma_alpha: float = Field(0.2, gt=0, le=1)
+
+
+def check_routes(router: RouterIn, models: Mapping[str, Any], rename=lambda p: p) -> None:
+    """Cross-validate routes against the declared model names; raises ConfigError naming the path."""
+    from hedgeway.routing.registry import ROUTERS
+
+    seen: set[str] = set()
+    dep_ids = {d.id for group in models.values() for d in group}
+    for i, route in enumerate(router.routes):
+        here = f"router.routes[{i}]"
+        if route.name in models or route.name in seen:
+            raise ConfigError(rename(f"{here}.name"), f"{route.name!r} is already a model or route name")
+        seen.add(route.name)
+        if route.router not in ROUTERS:
+            raise ConfigError(rename(f"{here}.router"),
+                              f"unknown router {route.router!r}; known: {', '.join(sorted(ROUTERS))}")
+        for tier, name in route.tiers.items():
+            if name not in models:
+                raise ConfigError(rename(f"{here}.tiers.{tier}"), f"unknown model name {name!r}")
+        for name in route.capabilities:
+            if name not in route.tiers.values():
+                raise ConfigError(rename(f"{here}.capabilities.{name}"), "not a model name of this route's tiers")
+        for key in route.sla:
+            if key not in route.tiers and key not in dep_ids:
+                raise ConfigError(rename(f"{here}.sla.{key}"), "neither a tier of this route nor a deployment id")
+        try:
+            ROUTERS[route.router].check(route)
+        except ValueError as exc:
+            raise ConfigError(rename(f"{here}.options"), str(exc)) from None
