@@ -9,6 +9,7 @@ upstream model name the gateway sends:
     bad-400         HTTP 400 (the request itself is invalid)
     slow            waits 3 s before answering
     cut-stream      sends two SSE events, then drops the connection
+    linger-stream   a normal stream that keeps the response open 0.4 s after `data: [DONE]`
     no-embed        404 on /embeddings
 """
 
@@ -123,6 +124,8 @@ class FakeOpenAI:
         if include_usage:
             await send([], usage)
         await resp.write(b"data: [DONE]\n\n")
+        if body["model"] == "linger-stream":
+            await asyncio.sleep(0.4)
         await resp.write_eof()
         return resp
 
@@ -164,6 +167,7 @@ def gateway_config(upstream_url: str, ledger_url: str, **overrides) -> dict:
             {"name": "bad", "deployments": [dep("bad-400")]},
             {"name": "slow", "deployments": [dep("slow", timeout=0.5)]},
             {"name": "cut", "deployments": [dep("cut-stream")]},
+            {"name": "linger", "deployments": [dep("linger-stream")]},
             {"name": "no-embed", "deployments": [dep("no-embed")]},
             {"name": "sim", "deployments": [{"provider": "simulated", "model": "sim-1",
                                              "price": {"input": "1", "output": "2"},

@@ -64,6 +64,14 @@ def test_global_budget_refuses_with_an_openai_error_naming_it(upstream, ledger_u
         assert "T00:00:00Z" in err["message"] and int(headers["retry-after"]) <= 86400
         for _ in range(3):  # max_tokens 1000 fits; each settles to its actual $0.0000045
             assert post(gw, chat(1000))[0] == 200
+        u = urlsplit(gw.base_url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        conn.request("GET", "/metrics")
+        metrics = conn.getresponse().read().decode()
+        conn.close()
+        assert 'hedgeway_budget_used_ratio{scope="global",period="daily"} 0.013500' in metrics
+        assert 'hedgeway_limits_refused_total{reason="budget"} 1' in metrics
+        assert "hedgeway_requests_total{" in metrics  # the core families are still there
     rows = ledger_rows(ledger_url, 4)
     assert sorted(r.status for r in rows) == [200, 200, 200, 429]
     assert sum(r.cost for r in rows) == Decimal("0.0000135")

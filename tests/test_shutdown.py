@@ -116,3 +116,26 @@ def test_sigterm_mid_load_drains_streams_and_flushes_the_ledger(tmp_path):
     assert len(answered) > 20 and sum(c.stream for c in clients) and any(r.stream for r in rows)
     assert len(ids) == len(set(ids)) and sorted(ids) == sorted(answered)  # sent == stored, no duplicates
     assert {r.status for r in rows} == {200}
+
+
+def test_a_stream_the_client_left_after_done_is_recorded_before_the_drain_ends(upstream, tmp_path):
+    """The client reads `[DONE]` and hangs up while the upstream keeps the response open: the drain must
+    wait for the relay's cleanup, or the gateway closes its ledger before the stream's record is queued."""
+    import openai
+
+    from conftest import gateway_config
+    from hedgeway.config import from_dict
+    from hedgeway.http.background import BackgroundGateway
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    with BackgroundGateway(from_dict(gateway_config(upstream.base_url, url))) as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER, max_retries=0, timeout=10)
+        stream = client.chat.completions.create(model="linger", stream=True,
+                                                messages=[{"role": "user", "content": "hi there"}])
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        client.close()  # gone; the upstream still has 0.4 s to go when the gateway drains
+    assert text.startswith("echo: hi there")
+    store = open_store(url)
+    rows = store.records()
+    store.close()
+    assert [(r.model_name, r.status, r.stream) for r in rows] == [("linger", 200, True)]

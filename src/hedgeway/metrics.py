@@ -15,6 +15,8 @@ Exposed (text format 0.0.4):
     hedgeway_errors_total{type}                            counter
     llm_queue_depth{deployment}                            gauge: requests in flight per deployment
     hedgeway_ledger_pending / _written_total / _write_failures_total
+Other steps add their own families through `sections` (callables returning Prometheus text, read at
+scrape time): the router's counters and breaker states, the limits' budget use and backend health.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from decimal import Decimal
-from typing import Callable, Collection, Mapping
+from typing import Callable, Collection, Mapping, Sequence
 
 from hedgeway.ledger.base import Record
 
@@ -65,8 +67,9 @@ class Metrics:
     could be any text) is counted as "(unknown)", so labels stay bounded and never hold client text."""
 
     def __init__(self, inflight: Mapping[str, int], ledger_stats: Callable[[], tuple[int, int, int]],
-                 models: Collection[str] | None = None):
+                 models: Collection[str] | None = None, sections: Sequence[Callable[[], str]] = ()):
         self._inflight = inflight
+        self._sections = tuple(sections)
         self._ledger_stats = ledger_stats
         self._models = frozenset(models) if models is not None else None
         self.requests: dict[tuple, int] = defaultdict(int)
@@ -135,4 +138,5 @@ class Metrics:
         out.append(f"hedgeway_ledger_written_total {written}")
         family("hedgeway_ledger_write_failures_total", "counter", "Failed ledger batch writes (retried).")
         out.append(f"hedgeway_ledger_write_failures_total {failures}")
-        return ("\n".join(out) + "\n").encode()
+        text = "\n".join(out) + "\n" + "".join(section() for section in self._sections)
+        return text.encode()

@@ -81,10 +81,11 @@ class Gateway:
         lc = config.ledger
         spool = Spool(lc.spool_path, lc.url, lc.spool_max_bytes) if lc.spool_path else None
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
+        self.admission = build_admission(config)
         self.metrics = Metrics(self.planner.inflight,
                                lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures),
-                               models=self.planner.names())
-        self.admission = build_admission(config)
+                               models=self.planner.names(),
+                               sections=(self.planner.render_metrics, self.admission.render_metrics))
         self.cache = build_cache(config, self)
 
     # --- steps ---

@@ -111,7 +111,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.closed = True
-        self.server.connections.discard(self)
+        if self.task is None:  # else _serve leaves the set when its task ends: the drain must wait for
+            self.server.connections.discard(self)  # a stream's cleanup (its ledger record) after a hang-up
         self._wake_writer()
 
     def pause_writing(self):
@@ -216,6 +217,8 @@ class HttpProtocol(asyncio.Protocol):
                     self.closed = True
         finally:
             self.task = None
+            if self.closed:
+                self.server.connections.discard(self)
 
     async def _stream(self, resp: StreamingResponse, keep_alive: bool) -> None:
         chunks = resp.chunks

@@ -26,6 +26,8 @@ class Admission(Protocol):
 
     def settle(self, ticket: Any, usage: Usage, cost: Decimal) -> None: ...
 
+    def render_metrics(self) -> str: ...  # Prometheus text, read at scrape time
+
     async def close(self) -> None: ...
 
 
@@ -40,6 +42,9 @@ class Unlimited:
 
     def settle(self, ticket: Any, usage: Usage, cost: Decimal) -> None:
         return None
+
+    def render_metrics(self) -> str:
+        return ""
 
     async def close(self) -> None:
         return None
