@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import re
 import subprocess
 import sys
 import time
@@ -121,6 +122,11 @@ def test_demo_runs_offline_and_summarises(tmp_path):
     assert "40 requests sent" in out.stdout and "40 ledger records" in out.stdout
     for tier in ("premium-api", "cheap-api", "self-hosted"):
         assert tier in out.stdout
+    split = re.search(r"Routed by complexity: complex (\d+), medium (\d+), simple (\d+)\. .* \((\d+)% less\)",
+                      out.stdout)
+    assert split, out.stdout  # every tier got traffic, and routing cost less than all-premium
+    assert all(int(n) > 0 for n in split.groups()[:3]) and sum(int(n) for n in split.groups()[:3]) == 40
+    assert 0 < int(split.group(4)) < 100
 
 
 def test_serve_with_two_workers_shares_the_port_and_flushes_both(tmp_path, upstream):

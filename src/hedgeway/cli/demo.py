@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def demo_config(master_key: str, ledger_url: str) -> dict:
-    """Three labelled simulated tiers, priced like the models they stand in for."""
+    """Three labelled simulated tiers, priced like the models they stand in for, behind one routed name
+    (`auto`: the heuristic router sends each prompt to the tier its complexity needs)."""
     sim = lambda label, ttft, tps, fail=0.0: {"label": label, "ttft_ms": ttft, "tokens_per_second": tps,  # noqa: E731
                                               "failure_rate": fail, "max_output_tokens": 90}
     return {
@@ -29,6 +30,8 @@ def demo_config(master_key: str, ledger_url: str) -> dict:
         "auth": {"master_key": master_key},
         "ledger": {"url": ledger_url, "flush_interval": 0.1},
         "routing": {"fallbacks": {"self-hosted": ["cheap"], "cheap": ["premium"]}, "num_retries": 0},
+        "router": {"routes": [{"name": "auto", "router": "heuristic",
+                               "tiers": {"simple": "self-hosted", "medium": "cheap", "complex": "premium"}}]},
         "models": [
             {"name": "premium", "deployments": [{
                 "provider": "simulated", "model": "premium-api", "id": "premium-api (simulated gpt-4o)",
@@ -72,11 +75,10 @@ def run(args: argparse.Namespace) -> int:
     key = "sk-demo-" + secrets.token_hex(8)
     config = from_dict(demo_config(key, args.db))
     texts = prompts()
-    models = ["self-hosted", "cheap", "premium"]  # the router (cost-aware tiers) chooses instead, later
-    jobs = [(texts[i % len(texts)], models[i % 3], i % 4 == 0) for i in range(args.requests)]
+    jobs = [(texts[i % len(texts)], "auto", i % 4 == 0) for i in range(args.requests)]
     started_at = time.time()
-    print(f"Hedgeway demo: a gateway on 127.0.0.1 with three simulated upstreams "
-          f"(premium API, cheap API, self-hosted), ledger {args.db}")
+    print(f"Hedgeway demo: a gateway on 127.0.0.1 with three simulated upstreams (premium API, cheap API, "
+          f"self-hosted) behind the routed model `auto`; ledger {args.db}")
     with BackgroundGateway(config) as gw:
         client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
 
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     rows = [r for r in store.records(since=started_at - 1)]
     store.close()
-    _summary(rows, results, args.db)
+    _summary(rows, results, args.db, config.models["premium"][0].price)
     try:
         from hedgeway.economics.planner import verdict
     except ImportError:
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(rows, results, db: str) -> None:
+def _summary(rows, results, db: str, premium) -> None:
     ok = sum(1 for _, good in results if good)
     lat = [r.latency_ms for r in rows if r.status == 200]
     ttft = [r.ttft_ms for r in rows if r.ttft_ms is not None and r.status == 200]
@@ -129,7 +131,25 @@ def _summary(rows, results, db: str) -> None:
         print(f"{dep:<38}{len(rs):>9}{sum(r.prompt_tokens for r in rs):>12}"
               f"{sum(r.completion_tokens for r in rs):>12}{cost:>14.6f}")
     print(f"{'total':<38}{len(rows):>9}{'':>24}{total:>14.6f}")
+    _routing(rows, total, premium)
     fallbacks = sum(1 for r in rows if r.route and '"fallbacks"' in r.route)
     print(f"\n{fallbacks} request(s) fell back to another tier after a simulated self-hosted failure; "
           f"{len(rows) - ok} failed outright.")
     print(f"Read the ledger again any time: hedgeway spend --db {db}")
+
+
+def _routing(rows, total, premium) -> None:
+    """The router's split by tier, and what the same tokens would have cost all on the premium tier."""
+    import json
+    from collections import Counter
+
+    from hedgeway.pricing import cost
+    from hedgeway.types import Usage
+
+    tiers = Counter(json.loads(r.route).get("tier", "?") if r.route else "?" for r in rows if r.status == 200)
+    split = ", ".join(f"{tier} {n}" for tier, n in sorted(tiers.items()))
+    all_premium = sum((cost(Usage(r.prompt_tokens, r.completion_tokens, r.cached_tokens), premium)
+                       for r in rows if r.status == 200), start=type(total)(0))
+    saved = 1 - total / all_premium if all_premium else 0
+    print(f"\nRouted by complexity: {split}. All on the premium tier the same tokens would have cost "
+          f"{all_premium:.6f} USD; routing spent {total:.6f} ({saved:.0%} less).")
