@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from itertools import count
-from typing import Any
+from typing import Any, Callable
 
 from hedgeway.errors import BudgetExceeded, LimitsUnavailable, PermissionDenied, RateLimited, UpstreamRateLimited
 from hedgeway.limits.alerts import Alerter, payload
@@ -64,6 +64,17 @@ def _usd(units: int) -> str:
     return fmt_usd(to_usd(units))
 
 
+def _redis(cfg: LimitsIn) -> RedisStore:
+    r = cfg.redis
+    return RedisStore(r.url, r.prefix, cfg.reservation_ttl, cfg.window, r.timeout, r.max_connections,
+                      r.pool_timeout, r.connect_timeout)
+
+
+# `limits.backend` -> the shared store; None: the process's own memory store is the store. The memory store
+# exists either way: it is what fail-open falls back to.
+BACKENDS: dict[str, Callable[[LimitsIn], RedisStore | None]] = {"memory": lambda cfg: None, "redis": _redis}
+
+
 class Limiter:
     def __init__(self, cfg: LimitsIn, models: dict[str, tuple[Deployment, ...]],
                  fallbacks: dict[str, list[str]]):
@@ -75,9 +86,7 @@ class Limiter:
         self.dep_limited = {name for name in models
                             if any(d.rpm or d.tpm for m in (name, *fallbacks.get(name, ())) for d in models[m])}
         self.local = MemoryStore(cfg.reservation_ttl, cfg.window)
-        self.store = self.local if cfg.backend == "memory" else RedisStore(
-            cfg.redis.url, cfg.redis.prefix, cfg.reservation_ttl, cfg.window, cfg.redis.timeout,
-            cfg.redis.max_connections, cfg.redis.pool_timeout, cfg.redis.connect_timeout)
+        self.store = BACKENDS[cfg.backend](cfg) or self.local
         self.alerter = Alerter(cfg.alerts)
         self.thresholds = list(cfg.alerts.thresholds)
         self.use: dict[tuple[str, str], tuple[int, int]] = {}  # (scope, period) -> (spent, limit) units
