@@ -119,6 +119,8 @@ def test_a_new_key_works_at_once_and_its_requests_carry_key_and_team(gw, ledger_
     assert created["status"] == "active" and created["prefix"] == secret[:10] + "…"
     completion = sdk(gw, secret).chat.completions.create(model="gpt-4o-mini", messages=MSG)
     assert completion.choices[0].message.content == "echo: hi"
+    assert [m["id"] for m in call(gw, "GET", "/v1/models", key=secret)[1]["data"]] == ["gpt-4o-mini"]
+    assert len(call(gw, "GET", "/v1/models")[1]["data"]) > 1  # the master key sees every model
     [rec] = records(ledger_url, 1)
     assert (rec.key_id, rec.team) == (created["id"], "search")
     # shown once: never again in a listing or a read

@@ -118,9 +118,9 @@ class Routes:
         return await self._run(ctx, "embeddings", model, False, call)
 
     async def models(self, request: Request) -> Response:
-        self.gateway.begin(_key(request))
+        allowed = self.gateway.begin(_key(request)).principal.models  # None: every model
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "hedgeway"}
-                for name in self.gateway.model_names()]
+                for name in self.gateway.model_names() if allowed is None or name in allowed]
         return Response(200, orjson.dumps({"object": "list", "data": data}))
 
     async def healthz(self, request: Request) -> Response:

@@ -22,7 +22,7 @@ class Step:
     statements: tuple[str, ...]
 
 
-# Columns in Record field order. `id` is a surrogate key. request_id is unique from step 003 on, and every
+# Columns in Record field order. `id` is a surrogate key. request_id is unique from step 004 on, and every
 # insert says ON CONFLICT (request_id) DO NOTHING: a retried or replayed batch whose commit did land is a
 # no-op instead of a duplicate, and never makes a whole batch fail forever.
 SQLITE: list[Step] = [
