@@ -132,6 +132,7 @@ def test_upstream_timeout_is_504(client, ledger_url):
     with pytest.raises(openai.APIStatusError) as err:
         client.chat.completions.create(model="slow", messages=[{"role": "user", "content": "x"}])
     assert err.value.status_code == 504 and err.value.body["type"] == "timeout_error"
+    assert time.perf_counter() - t0 < 2.5  # two attempts of 0.5 s, not the upstream's 3 s
     [rec] = records(ledger_url, 1)
     assert rec.error_type == "AllDeploymentsFailed" and rec.status == 504
 

@@ -19,9 +19,9 @@ from typing import Any, Callable, ClassVar
 
 import orjson
 
-from hedgeway.errors import ConfigError, InvalidRequest, UnsupportedOperation, UpstreamError
+from hedgeway.errors import InvalidRequest, UnsupportedOperation, UpstreamError
 from hedgeway.providers.anthropic_stream import StreamTranslator, completion, error_detail
-from hedgeway.providers.base import StreamReply, redact, upstream_failure
+from hedgeway.providers.base import StreamReply, check_settings, header_block, redact, upstream_failure
 from hedgeway.types import ChatRequest, Deployment, UpstreamReply
 from hedgeway.upstream import Pool, Response
 
@@ -230,13 +230,7 @@ class AnthropicProvider:
 
     @classmethod
     def validate_settings(cls, d: Any, path: str) -> dict[str, Any]:
-        for key, value in d.settings.items():
-            if key not in SETTINGS:
-                raise ConfigError(f"{path}.settings.{key}",
-                                  f"unknown anthropic setting; known: {', '.join(SETTINGS)}")
-            check, expected = SETTINGS[key]
-            if not check(value):
-                raise ConfigError(f"{path}.settings.{key}", f"must be {expected}")
+        check_settings(d.settings, SETTINGS, path, "anthropic")
         return {**d.settings, "default_api_base": DEFAULT_BASE}
 
     def __init__(self, deployment: Deployment):
@@ -247,7 +241,7 @@ class AnthropicProvider:
         lines = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "hedgeway",
                  "x-api-key": d.api_key, "anthropic-version": d.settings.get("anthropic_version", API_VERSION),
                  **d.headers}
-        self.headers = "".join(f"{k}: {v}\r\n" for k, v in lines.items() if v).encode("latin-1")
+        self.headers = header_block(lines)
         self.max_tokens = d.settings.get("max_tokens", DEFAULT_MAX_TOKENS)
         self.first_byte_timeout = d.first_byte_timeout or d.timeout
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, AsyncIterator, Callable, ClassVar, Protocol
 
-from hedgeway.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected
+from hedgeway.errors import ConfigError, UpstreamError, UpstreamRateLimited, UpstreamRejected
 from hedgeway.types import ChatRequest, Deployment, UpstreamReply
 
 # Upstream status -> how we treat it. 400/413/422: the client's request is bad, another deployment would
@@ -88,3 +88,19 @@ def upstream_failure(status: int, text: str, deployment: str, retry_after: str |
     if status in (401, 403):
         text = "the deployment's credentials were rejected"
     return UpstreamError(f"upstream returned {status}: {text}", **kw)
+
+
+def check_settings(settings: dict[str, Any], known: dict[str, tuple[Callable[[Any], bool], str]], path: str,
+                   provider: str) -> None:
+    """ConfigError naming `<path>.settings.<key>` for an unknown key or a value its check rejects."""
+    for key, value in settings.items():
+        if key not in known:
+            raise ConfigError(f"{path}.settings.{key}", f"unknown {provider} setting; known: {', '.join(known)}")
+        check, expected = known[key]
+        if not check(value):
+            raise ConfigError(f"{path}.settings.{key}", f"must be {expected}")
+
+
+def header_block(lines: dict[str, str | None]) -> bytes:
+    """Request header lines, built once per deployment; a None or empty value is left out."""
+    return "".join(f"{k}: {v}\r\n" for k, v in lines.items() if v).encode("latin-1")

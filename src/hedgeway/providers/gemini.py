@@ -23,8 +23,8 @@ from urllib.parse import quote
 
 import orjson
 
-from hedgeway.errors import ConfigError, InvalidRequest, UpstreamError
-from hedgeway.providers.base import StreamReply, redact
+from hedgeway.errors import InvalidRequest, UpstreamError
+from hedgeway.providers.base import StreamReply, check_settings, header_block, redact
 from hedgeway.providers.gemini_stream import StreamTranslator, completion, gemini_failure
 from hedgeway.types import ChatRequest, Deployment, UpstreamReply, Usage
 from hedgeway.upstream import Pool, Response
@@ -264,12 +264,7 @@ class GeminiProvider:
 
     @classmethod
     def validate_settings(cls, d: Any, path: str) -> dict[str, Any]:
-        for key, value in d.settings.items():
-            if key not in SETTINGS:
-                raise ConfigError(f"{path}.settings.{key}", f"unknown gemini setting; known: {', '.join(SETTINGS)}")
-            check, expected = SETTINGS[key]
-            if not check(value):
-                raise ConfigError(f"{path}.settings.{key}", f"must be {expected}")
+        check_settings(d.settings, SETTINGS, path, "gemini")
         return {**d.settings, "default_api_base": DEFAULT_BASE}
 
     def __init__(self, deployment: Deployment):
@@ -282,7 +277,7 @@ class GeminiProvider:
         self.paths["stream"] = f"{version}/models/{model}:streamGenerateContent?alt=sse"
         lines = {"Content-Type": "application/json", "User-Agent": "hedgeway", "x-goog-api-key": d.api_key,
                  **d.headers}
-        self.headers = "".join(f"{k}: {v}\r\n" for k, v in lines.items() if v).encode("latin-1")
+        self.headers = header_block(lines)
         self.first_byte_timeout = d.first_byte_timeout or d.timeout
 
     def _redact(self, text: str) -> str:
