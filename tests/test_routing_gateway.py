@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 
 import openai
 
@@ -129,6 +130,10 @@ def test_hedge_races_the_next_tier_and_the_client_gets_one_answer(upstream, ledg
     rows = records(ledger_url, 2)
     assert all(json.loads(r.route)["hedged"] == "slow-local" and r.status == 200 for r in rows)
     assert all(r.deployment == "premium/openai/ok-premium" for r in rows)
+    # both calls billed: the winner's usage at premium prices + the loser's reading of the same 12-token
+    # prompt at its own input price ($0.05 / M)
+    assert all(json.loads(r.route)["hedged_cost"] == "0.0000006" for r in rows)
+    assert [r.cost for r in rows] == [Decimal("0.00008") + Decimal("0.0000006")] * 2
 
 
 def test_hedge_not_started_when_the_primary_is_fast(upstream, tmp_path):

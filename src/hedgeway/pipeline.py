@@ -131,19 +131,27 @@ class Gateway:
 
     def _usage_fields(self, ctx: RequestContext, outcome: Outcome, usage: Usage) -> dict[str, Any]:
         dep = outcome.deployment
+        price = cost(usage, dep.price)
+        hedged = None
+        if outcome.hedged:
+            # The cancelled call never reported usage, but its upstream read the same prompt: bill that
+            # (its output before the cancel is unknown), so hedging's price shows in spend and budgets.
+            hedged = (outcome.hedged, cost(Usage(usage.prompt_tokens), self.providers[outcome.hedged].deployment.price))
+            price += hedged[1]
         return {"deployment": dep.id, "provider": dep.provider, "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
-                "cost": cost(usage, dep.price), "attempts": outcome.attempts,
-                "route": self._route(ctx, outcome.failures, outcome.hedged)}
+                "cost": price, "attempts": outcome.attempts, "route": self._route(ctx, outcome.failures, hedged)}
 
-    def _route(self, ctx: RequestContext, failures: list[UpstreamError], hedged: str | None = None) -> str | None:
+    def _route(self, ctx: RequestContext, failures: list[UpstreamError],
+               hedged: tuple[str, Decimal] | None = None) -> str | None:
         """The ledger's `route`: the router's decision, the fallbacks taken and the hedge that lost
-        (cancelled before it reported usage), as JSON (None if none of them)."""
+        (cancelled before it reported usage; its prompt's cost, included in the record's cost), as JSON
+        (None if none of them)."""
         if not failures and ctx.route is None:
             return None
         route = dict(ctx.route or ())
         if hedged:
-            route["hedged"] = hedged
+            route["hedged"], route["hedged_cost"] = hedged[0], f"{hedged[1]:f}"
         if failures:
             route["fallbacks"] = [f"{f.deployment} ({type(f).__name__})" for f in failures]
         return orjson.dumps(route).decode()
