@@ -32,6 +32,7 @@ from hedgeway.limits.config import LimitsIn
 from hedgeway.pricing import gpu_hour_card, lookup
 from hedgeway.routing.config import RouterIn, check_routes
 from hedgeway.strict import Strict
+from hedgeway.tracing import TracingIn
 from hedgeway.types import Deployment, PriceCard
 
 ENV_PREFIX = "os.environ/"
@@ -126,6 +127,7 @@ class ConfigIn(Strict):
     limits: LimitsIn = LimitsIn()
     cache: CacheIn = CacheIn()
     router: RouterIn = RouterIn()
+    tracing: TracingIn | None = None
     models: list[ModelIn] = Field(min_length=1)
 
 
@@ -144,6 +146,7 @@ class Config:
     limits: LimitsIn = field(default_factory=LimitsIn)
     cache: CacheIn = field(default_factory=CacheIn)
     router: RouterIn = field(default_factory=RouterIn)
+    tracing: TracingIn | None = None
 
 
 def format_loc(loc: tuple) -> str:
@@ -236,6 +239,11 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
             if target not in models:
                 raise ConfigError(rename(f"routing.fallbacks.{name}"), f"unknown model name {target!r}")
     check_routes(cfg.router, models, rename)
+    tracing = cfg.tracing
+    if tracing is not None:
+        tracing = tracing.model_copy(update={
+            "endpoint": resolve_secret(tracing.endpoint, "tracing.endpoint"),
+            "headers": {k: resolve_secret(v, f"tracing.headers.{k}") for k, v in tracing.headers.items()}})
     return Config(server=cfg.server, auth=auth, ledger=cfg.ledger, routing=cfg.routing, models=models,
                   warnings=tuple(warnings), source=source, deployments=by_id, limits=cfg.limits,
-                  cache=cfg.cache, router=cfg.router)
+                  cache=cfg.cache, router=cfg.router, tracing=tracing)

@@ -32,6 +32,7 @@ from hedgeway.pricing import cost
 from hedgeway.providers import PROVIDERS, Provider, StreamReply
 from hedgeway.routing import Plan, Planner
 from hedgeway.sse import UsageTap
+from hedgeway.tracing import build_tracer
 from hedgeway.types import ChatRequest, Principal, Usage
 
 _PREFIX = os.urandom(4).hex()
@@ -48,6 +49,7 @@ class RequestContext:
     ticket: Any = None  # the admission ticket, settled by the request's one ledger record
     cache: str | None = None  # the cache outcome ("miss", "hit-exact", …) when a cache is in front
     route: dict[str, Any] | None = None  # the router's decision, when one was made
+    trace: str | None = None  # the caller's W3C traceparent, when tracing is on
 
 
 @dataclass(slots=True)
@@ -82,17 +84,21 @@ class Gateway:
         spool = Spool(lc.spool_path, lc.url, lc.spool_max_bytes) if lc.spool_path else None
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
         self.admission = build_admission(config)
+        self.tracer = build_tracer(config.tracing)
+        sections = [self.planner.render_metrics, self.admission.render_metrics]
+        if self.tracer is not None:
+            sections.append(self.tracer.render_metrics)
         self.metrics = Metrics(self.planner.inflight,
                                lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures),
-                               models=self.planner.names(),
-                               sections=(self.planner.render_metrics, self.admission.render_metrics))
+                               models=self.planner.names(), sections=sections)
         self.cache = build_cache(config, self)
 
     # --- steps ---
-    def begin(self, key: str | None) -> RequestContext:
+    def begin(self, key: str | None, traceparent: str | None = None) -> RequestContext:
         """Authenticate and open the request's context (raises AuthenticationFailed)."""
         principal = self.auth.authenticate(key)
-        return RequestContext(f"hw-{_PREFIX}-{next(_ids):x}", principal, time.perf_counter(), time.time())
+        return RequestContext(f"hw-{_PREFIX}-{next(_ids):x}", principal, time.perf_counter(), time.time(),
+                              trace=traceparent)
 
     def ready(self) -> bool:
         """Ready to serve: the ledger's last write succeeded (no I/O here; probes must be cheap)."""
@@ -128,6 +134,8 @@ class Gateway:
             self.admission.settle(ctx.ticket, Usage(rec.prompt_tokens, rec.completion_tokens), rec.cost)
         self.ledger.submit(rec)
         self.metrics.observe(rec)
+        if self.tracer is not None:
+            self.tracer.submit(rec, ctx.trace)
 
     def _usage_fields(self, ctx: RequestContext, outcome: Outcome, usage: Usage) -> dict[str, Any]:
         dep = outcome.deployment
@@ -289,6 +297,8 @@ class Gateway:
         await self.admission.close()
         if self.auth.ring is not None:
             self.auth.ring.close()
+        if self.tracer is not None:
+            self.tracer.close()
         self.ledger.close()
 
 

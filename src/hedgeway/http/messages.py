@@ -87,7 +87,7 @@ class Messages:
 
     async def create(self, request: Request) -> Response | StreamingResponse:
         try:
-            ctx = self.gateway.begin(_key(request))
+            ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
         except HedgewayError as exc:
             return _error(exc)
         try:

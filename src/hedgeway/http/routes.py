@@ -90,7 +90,7 @@ class Routes:
             return error_response(exc, ctx.request_id)
 
     async def chat(self, request: Request) -> Response | StreamingResponse:
-        ctx = self.gateway.begin(_key(request))
+        ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
         req = parse_chat(_json(request), request.headers.get("cache-control"))
 
         async def call():
@@ -103,7 +103,7 @@ class Routes:
         return await self._run(ctx, "chat", req.model, req.stream, call)
 
     async def embeddings(self, request: Request) -> Response:
-        ctx = self.gateway.begin(_key(request))
+        ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
         body = _json(request)
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise InvalidRequest("you must provide a model parameter", param="model")
