@@ -117,6 +117,7 @@ class RoutingIn(Strict):
     retry_backoff: float = Field(0.1, ge=0)
     max_retry_after: float = Field(5.0, ge=0)
     fallbacks: dict[str, list[str]] = {}
+    canary_poll: float = Field(1.0, gt=0)  # seconds between reads of the shared canary state
 
 
 class ConfigIn(Strict):

@@ -20,6 +20,7 @@ import orjson
 
 from hedgeway.auth import Authenticator
 from hedgeway.cache import CacheHit, Lookup, build_cache
+from hedgeway.canary import open_canaries
 from hedgeway.config import Config
 from hedgeway.errors import AllDeploymentsFailed, HedgewayError, InvalidRequest, UpstreamError
 from hedgeway.fallback import Outcome, RetryPolicy, call_with_fallback
@@ -85,7 +86,8 @@ class Gateway:
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
         self.admission = build_admission(config)
         self.tracer = build_tracer(config.tracing)
-        sections = [self.planner.render_metrics, self.admission.render_metrics]
+        self.canaries = self.planner.canaries = open_canaries(config, config.routing.canary_poll)
+        sections = [self.planner.render_metrics, self.admission.render_metrics, self.canaries.render_metrics]
         if self.tracer is not None:
             sections.append(self.tracer.render_metrics)
         self.metrics = Metrics(self.planner.inflight,
@@ -136,6 +138,8 @@ class Gateway:
         self.metrics.observe(rec)
         if self.tracer is not None:
             self.tracer.submit(rec, ctx.trace)
+        if ctx.route is not None and "canary" in ctx.route:
+            self.canaries.observe(ctx.route, rec)
 
     def _usage_fields(self, ctx: RequestContext, outcome: Outcome, usage: Usage) -> dict[str, Any]:
         dep = outcome.deployment
@@ -162,6 +166,9 @@ class Gateway:
             route["hedged"], route["hedged_cost"] = hedged[0], f"{hedged[1]:f}"
         if failures:
             route["fallbacks"] = [f"{f.deployment} ({type(f).__name__})" for f in failures]
+            sla = [f.deployment for f in failures if f.code == "sla_deadline_missed"]
+            if sla:
+                route["sla_missed"] = sla
         return orjson.dumps(route).decode()
 
     def failed(self, ctx: RequestContext, endpoint: str, model: str, exc: HedgewayError, stream: bool) -> None:
@@ -299,6 +306,7 @@ class Gateway:
             self.auth.ring.close()
         if self.tracer is not None:
             self.tracer.close()
+        self.canaries.close()
         self.ledger.close()
 
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "keys": "keys",
     "teams": "teams",
     "users": "users",
+    "canary": "canary",
 }
 
 

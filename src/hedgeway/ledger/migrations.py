@@ -118,6 +118,41 @@ SQLITE: list[Step] = [
         "DROP INDEX IF EXISTS requests_request_id",
         "CREATE UNIQUE INDEX requests_request_id_unique ON requests (request_id)",
     )),
+    # Canary ramps (hedgeway.canary): one row per canary, changed only by a conditional UPDATE on `seq`
+    # (exactly one replica wins a transition); per-replica cumulative counts of the current stage; and
+    # every transition as an event.
+    Step("007_canaries", (
+        """CREATE TABLE canaries (
+            name TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            candidate TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            state TEXT NOT NULL,
+            stage INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            stage_started REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE canary_counts (
+            name TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            replica TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            sla INTEGER NOT NULL,
+            PRIMARY KEY (name, seq, replica)
+        )""",
+        """CREATE TABLE canary_events (
+            ts REAL NOT NULL,
+            name TEXT NOT NULL,
+            from_state TEXT,
+            to_state TEXT NOT NULL,
+            stage INTEGER NOT NULL,
+            share REAL NOT NULL,
+            reason TEXT NOT NULL
+        )""",
+        "CREATE INDEX canary_events_name ON canary_events (name, ts)",
+    )),
 ]
 
 POSTGRES: list[Step] = [
@@ -210,6 +245,41 @@ POSTGRES: list[Step] = [
         "DELETE FROM requests a USING requests b WHERE a.request_id = b.request_id AND a.id > b.id",
         "DROP INDEX IF EXISTS requests_request_id",
         "CREATE UNIQUE INDEX requests_request_id_unique ON requests (request_id)",
+    )),
+    # Canary ramps (hedgeway.canary): one row per canary, changed only by a conditional UPDATE on `seq`
+    # (exactly one replica wins a transition); per-replica cumulative counts of the current stage; and
+    # every transition as an event.
+    Step("007_canaries", (
+        """CREATE TABLE canaries (
+            name TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            candidate TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            state TEXT NOT NULL,
+            stage INTEGER NOT NULL,
+            seq BIGINT NOT NULL,
+            stage_started DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE canary_counts (
+            name TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            replica TEXT NOT NULL,
+            requests BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            sla BIGINT NOT NULL,
+            PRIMARY KEY (name, seq, replica)
+        )""",
+        """CREATE TABLE canary_events (
+            ts DOUBLE PRECISION NOT NULL,
+            name TEXT NOT NULL,
+            from_state TEXT,
+            to_state TEXT NOT NULL,
+            stage INTEGER NOT NULL,
+            share DOUBLE PRECISION NOT NULL,
+            reason TEXT NOT NULL
+        )""",
+        "CREATE INDEX canary_events_name ON canary_events (name, ts)",
     )),
 ]
 

@@ -62,6 +62,8 @@ class Planner:
         self.health = Health(router.breaker, router.ewma_alpha, self.inflight)
         self.stats = RouterStats(self.health)
         self.guard = Guard(self.health, {}, self.stats)
+        self.canaries: Any = None  # a hedgeway.canary.CanaryBook, set by the gateway
+        self._guards: dict[tuple[int, str], Guard] = {}  # route guards extended to a canary's candidate
         self.routes: dict[str, tuple[RoutedModel, Guard]] = {}
         for r in router.routes:
             routed = RoutedModel(r, models)
@@ -98,14 +100,30 @@ class Planner:
         if routed is not None:
             route, guard = routed
             slots, decision = route.decide(body)
-            groups = self._healthy([self._order(s.group) for s in slots])
+            raw, canary, at = self._canary([s.group for s in slots])
+            if at is not None:  # the candidate is held to the SLA of the tier it stands in for
+                guard = self._candidate_guard(guard, raw[at], raw[at + 1][0].id)
+            groups = self._healthy([self._order(g) for g in raw])
             self.stats.routed(route.name, decision["tier"], groups[0][0].id)
-            return Plan(groups, decision, guard)
+            return Plan(groups, {**decision, **canary} if canary else decision, guard)
         group = self.models.get(model_name)
         if group is None:
             raise NotFound(f"The model `{model_name}` does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
-        groups = [self._order(group)]
-        for name in self.fallbacks.get(model_name, ()):
-            groups.append(self._order(self.models[name]))
-        return Plan(self._healthy(groups), None, self.guard)
+        raw, canary, _ = self._canary([group, *(self.models[name] for name in self.fallbacks.get(model_name, ()))])
+        return Plan(self._healthy([self._order(g) for g in raw]), canary, self.guard)
+
+    def _canary(self, groups: list[Group]) -> tuple[list[Group], dict[str, Any] | None, int | None]:
+        """A live canary's candidate placed in front of its model's group (see hedgeway.canary)."""
+        if self.canaries is None or not self.canaries.by_model:
+            return groups, None, None
+        return self.canaries.apply(groups)
+
+    def _candidate_guard(self, guard: Guard, candidate: Group, baseline_id: str) -> Guard:
+        key = (id(guard), candidate[0].id)
+        derived = self._guards.get(key)
+        if derived is None:
+            sla = guard.deadlines.get(baseline_id)
+            deadlines = {**guard.deadlines, **({d.id: sla for d in candidate} if sla else {})}
+            derived = self._guards[key] = Guard(self.health, deadlines, self.stats, guard.hedge_delay)
+        return derived
