@@ -8,9 +8,11 @@ backlog. This process sends a steady open-loop mix at `--rate` requests/s over k
 40% plain chat, 25% streams, 15% a model whose primary fails 20% of the time (fallbacks), 10% unknown
 model (404), 10% invalid body (400) — and records each request's latency, so every 10-s window has a p99.
 
-Writes <out>.json (samples), <out>.svg (the chart) and prints the verdict: growth of RSS, fds and tasks
-between just after warm-up (mean of the 20-30% window) and the end (mean of the last 10%), which must
-stay under 5%.
+Writes <out>.json (samples), <out>.svg (the chart) and prints the verdict: growth of RSS, tasks and
+non-socket file descriptors between just after warm-up (mean of the 20-30% window) and the end (mean of
+the last 10%), which must stay under 5%. Sockets are judged apart: the load generator opens a new
+keep-alive connection whenever none is idle, so the gateway's sockets follow the client's open
+connections (`client_conns`); `other_sockets` (sockets minus client connections) must stay flat.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ cfg = json.loads(sys.argv[1])
 async def sampler(stop):
     while not stop.is_set():
         rss = int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) * 1024
-        print(json.dumps({"t": time.time(), "rss": rss, "fds": len(os.listdir("/proc/self/fd")),
+        links = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                links.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:  # closed meanwhile
+                pass
+        print(json.dumps({"t": time.time(), "rss": rss, "fds": len(links),
+                          "sockets": sum(1 for l in links if l.startswith("socket:")),
                           "tasks": len(asyncio.all_tasks())}), flush=True)
         try:
             await asyncio.wait_for(stop.wait(), 10)
@@ -103,20 +112,29 @@ async def one(reader, writer, model: str, stream: bool, valid: bool) -> None:
     await reader.readexactly(length)
 
 
-async def load(port: int, rate: float, seconds: float, latencies: list) -> int:
-    """Open loop: a request every 1/rate s, each on a free pooled connection (or a new one)."""
+async def load(port: int, rate: float, seconds: float, latencies: list, conns: list) -> int:
+    """Open loop: a request every 1/rate s, each on a free pooled connection (or a new one). `conns` gets
+    (time, connections open) at every change, so the gateway's socket count can be told apart from leaks."""
     idle: list = []
     errors = 0
+    opened = 0
 
     async def go():
-        nonlocal errors
-        conn = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+        nonlocal errors, opened
+        if idle:
+            conn = idle.pop()
+        else:
+            conn = await asyncio.open_connection("127.0.0.1", port)
+            opened += 1
+            conns.append((time.time(), opened))
         t0 = time.perf_counter()
         try:
             await one(*conn, *pick())
         except Exception:
             errors += 1
             conn[1].close()
+            opened -= 1
+            conns.append((time.time(), opened))
             return
         latencies.append((time.time(), time.perf_counter() - t0))
         idle.append(conn)
@@ -142,7 +160,8 @@ def svg(samples: list[dict], path: Path) -> None:
     """A small hand-made chart: RSS (MB), fds, tasks and p99 (ms) over time, each scaled to its max."""
     w, h, pad = 720, 300, 40
     t0, t1 = samples[0]["t"], samples[-1]["t"] or 1
-    series = [("rss_mb", "#1f77b4"), ("fds", "#2ca02c"), ("tasks", "#9467bd"), ("p99_ms", "#d62728")]
+    series = [("rss_mb", "#1f77b4"), ("fds", "#2ca02c"), ("client_conns", "#8c564b"), ("tasks", "#9467bd"),
+              ("p99_ms", "#d62728")]
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
            f'font-size="11"><rect width="{w}" height="{h}" fill="white"/>']
     for i, (key, color) in enumerate(series):
@@ -151,7 +170,7 @@ def svg(samples: list[dict], path: Path) -> None:
         pts = " ".join(f"{pad + (s['t'] - t0) / max(t1 - t0, 1) * (w - 2 * pad):.1f},"
                        f"{h - pad - v / top * (h - 2 * pad):.1f}" for s, v in zip(samples, vals))
         out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>')
-        out.append(f'<text x="{pad + i * 170}" y="20" fill="{color}">{key} (max {max(vals):.1f})</text>')
+        out.append(f'<text x="{pad + i * 135}" y="20" fill="{color}">{key} (max {max(vals):.1f})</text>')
     out.append(f'<text x="{pad}" y="{h - 10}">0 s</text><text x="{w - pad - 40}" y="{h - 10}">'
                f'{t1 - t0:.0f} s</text></svg>')
     path.write_text("".join(out))
@@ -180,23 +199,31 @@ def main() -> int:
     import threading
     threading.Thread(target=read_samples, daemon=True).start()
     latencies: list = []
-    errors = asyncio.run(load(port, args.rate, args.minutes * 60, latencies))
+    conns: list = [(0.0, 0)]
+    errors = asyncio.run(load(port, args.rate, args.minutes * 60, latencies, conns))
     child.terminate()
     child.wait(60)
     for s in samples:  # p99 of the requests that finished in the 10 s before each sample
         window = sorted(d for t, d in latencies if s["t"] - 10 <= t < s["t"])
         s["p99_ms"] = window[int(len(window) * 0.99)] * 1000 if window else None
         s["rss_mb"] = s["rss"] / 2**20
+        s["files"] = s["fds"] - s["sockets"]  # everything but sockets: ledger, logs, pipes, epoll
+        s["client_conns"] = next(c for t, c in reversed(conns) if t <= s["t"])
+        s["other_sockets"] = s["sockets"] - s["client_conns"]  # the listener etc.: must stay flat
     n = len(samples)
     # Means over a window, not single samples: tasks and fds move with the requests in flight.
     mean = lambda part, k: sum(s[k] for s in part) / len(part)  # noqa: E731
     warm, end = samples[n // 5: max(n // 5 + 1, n * 3 // 10)], samples[-max(1, n // 10):]
     growth = {k: (mean(end, k) - mean(warm, k)) / mean(warm, k) * 100 if mean(warm, k) else 0.0
-              for k in ("rss", "fds", "tasks")}
+              for k in ("rss", "files", "tasks")}
     p99s = [s["p99_ms"] for s in samples if s["p99_ms"]]
     verdict = {"minutes": args.minutes, "rate": args.rate, "requests": len(latencies), "client_errors": errors,
                "growth_after_warmup_pct": {k: round(v, 2) for k, v in growth.items()},
                "p99_ms_first_last": [round(p99s[1], 2), round(p99s[-1], 2)] if len(p99s) > 1 else p99s,
+               "fds_first_last": [warm[0]["fds"], samples[-1]["fds"]],
+               "client_conns_first_last": [warm[0]["client_conns"], samples[-1]["client_conns"]],
+               "other_sockets_range": [min(s["other_sockets"] for s in samples[1:]),
+                                       max(s["other_sockets"] for s in samples[1:])],
                "ok": all(v < 5 for v in growth.values())}
     Path(f"{out}.json").write_text(json.dumps({"verdict": verdict, "samples": samples}, indent=1))
     svg(samples, Path(f"{out}.svg"))
