@@ -220,3 +220,22 @@ def test_keep_alive_connection_serves_many_requests(gateway):
         texts.add(json.loads(resp.read())["choices"][0]["message"]["content"])
     assert len(texts) == 1  # same request, same simulated answer
     conn.close()
+
+
+def test_prompts_are_kept_only_when_logging_is_on(upstream, tmp_path, client, ledger_url):
+    from conftest import gateway_config
+    from hedgeway.config import from_dict
+    from hedgeway.http.background import BackgroundGateway
+
+    msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what is 2+2?"}]
+    client.chat.completions.create(model="gpt-4o-mini", messages=msgs)  # the default gateway: off
+    assert [r.prompt for r in records(ledger_url, 1)] == [None]
+    url = f"sqlite:///{tmp_path}/logged.db"
+    cfg = gateway_config(upstream.base_url, url)
+    cfg["ledger"]["log_prompts"] = True
+    with BackgroundGateway(from_dict(cfg)) as gw:
+        logged = openai.OpenAI(base_url=gw.base_url, api_key=MASTER, max_retries=0)
+        logged.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+        list(logged.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True))
+    rows = records(url, 2)
+    assert [json.loads(r.prompt) for r in rows] == [msgs, msgs]

@@ -109,6 +109,9 @@ class LedgerIn(Strict):
     # Where batches go while the database is down (replayed once it is back); null: keep them in memory.
     spool_path: str | None = "hedgeway-spool"
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=4096)
+    # Store each request's messages with its record (for `hedgeway eval sample`). Off: prompts are data
+    # a team may not be allowed to keep.
+    log_prompts: bool = False
 
 
 class RoutingIn(Strict):

@@ -51,6 +51,7 @@ class RequestContext:
     cache: str | None = None  # the cache outcome ("miss", "hit-exact", …) when a cache is in front
     route: dict[str, Any] | None = None  # the router's decision, when one was made
     trace: str | None = None  # the caller's W3C traceparent, when tracing is on
+    prompt: str | None = None  # the request's messages as JSON, only with ledger.log_prompts
 
 
 @dataclass(slots=True)
@@ -86,6 +87,7 @@ class Gateway:
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
         self.admission = build_admission(config)
         self.tracer = build_tracer(config.tracing)
+        self.log_prompts = config.ledger.log_prompts
         self.canaries = self.planner.canaries = open_canaries(config, config.routing.canary_poll)
         sections = [self.planner.render_metrics, self.admission.render_metrics, self.canaries.render_metrics]
         if self.tracer is not None:
@@ -110,6 +112,8 @@ class Gateway:
         return self.planner.names()
 
     async def _admit(self, ctx: RequestContext, model: str, body: dict[str, Any]) -> None:
+        if self.log_prompts:  # opt-in (ledger.log_prompts): what `hedgeway eval sample` builds sets from
+            ctx.prompt = orjson.dumps(body.get("messages", body.get("input"))).decode()
         ctx.ticket = await self.admission.admit(ctx.principal, model, body)
 
     def _plan(self, ctx: RequestContext, model: str, body: dict[str, Any] | None) -> Plan:
@@ -131,7 +135,7 @@ class Gateway:
         rec = Record(request_id=ctx.request_id, ts=ctx.ts, endpoint=endpoint, model_name=model,
                      deployment=fields.pop("deployment", None), provider=fields.pop("provider", None),
                      status=status, key_id=ctx.principal.key_id, team=ctx.principal.team,
-                     latency_ms=_ms(now - ctx.started), cache=ctx.cache, **fields)
+                     latency_ms=_ms(now - ctx.started), cache=ctx.cache, prompt=ctx.prompt, **fields)
         if ctx.ticket is not None:
             self.admission.settle(ctx.ticket, Usage(rec.prompt_tokens, rec.completion_tokens), rec.cost)
         self.ledger.submit(rec)

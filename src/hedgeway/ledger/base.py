@@ -48,6 +48,7 @@ class Record:
     route: str | None = None  # why this deployment (strategy, fallbacks taken), free text / JSON
     cache: str | None = None  # cache outcome, when a cache is in front
     saved: Decimal = Decimal(0)  # USD not spent because the cache answered (the original answer's cost)
+    prompt: str | None = None  # the request's messages (JSON), only when ledger.log_prompts is on
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record))

@@ -153,6 +153,8 @@ SQLITE: list[Step] = [
         )""",
         "CREATE INDEX canary_events_name ON canary_events (name, ts)",
     )),
+    # Opt-in prompt logging (ledger.log_prompts): NULL unless enabled.
+    Step("008_requests_prompt", ("ALTER TABLE requests ADD COLUMN prompt TEXT",)),
 ]
 
 POSTGRES: list[Step] = [
@@ -281,6 +283,8 @@ POSTGRES: list[Step] = [
         )""",
         "CREATE INDEX canary_events_name ON canary_events (name, ts)",
     )),
+    # Opt-in prompt logging (ledger.log_prompts): NULL unless enabled.
+    Step("008_requests_prompt", ("ALTER TABLE requests ADD COLUMN prompt TEXT",)),
 ]
 
 STEPS: dict[str, list[Step]] = {"sqlite": SQLITE, "postgresql": POSTGRES}
