@@ -76,14 +76,30 @@ def _row(stage=0, started=0.0, **settings) -> Row:
 
 
 def test_verdict_rules():
-    assert verdict(_row(), (9, 9, 9), now=1000) is None  # too few requests to judge anything
-    assert verdict(_row(), (100, 3, 0), now=1000)[:2] == ("rolled_back", 0)  # 3% > 2%
-    assert "error rate 3.0%" in verdict(_row(), (100, 3, 0), now=1000)[2]
-    assert verdict(_row(), (100, 2, 0), now=1000) == ("running", 1, "healthy: 100 requests, 2 errors, 0 SLA fallbacks")
-    assert verdict(_row(), (100, 0, 11), now=1000)[0] == "rolled_back"  # 11% SLA fallbacks > 10%
-    assert verdict(_row(started=990), (100, 0, 0), now=1000) is None  # the stage is 10 s old, needs 60
-    assert verdict(_row(stage=2), (100, 0, 0), now=1000)[:2] == ("promoted", 2)
-    assert verdict(_row(max_error_rate=0.5), (100, 40, 0), now=1000)[0] == "running"
+    t = lambda req, err=0, sla=0, checked=0, agree=0.0: (req, err, sla, checked, agree)  # noqa: E731
+    assert verdict(_row(), t(9, 9, 9), now=1000) is None  # too few requests to judge anything
+    assert verdict(_row(), t(100, 3), now=1000)[:2] == ("rolled_back", 0)  # 3% > 2%
+    assert "error rate 3.0%" in verdict(_row(), t(100, 3), now=1000)[2]
+    assert verdict(_row(), t(100, 2), now=1000) == ("running", 1, "healthy: 100 requests, 2 errors, 0 SLA fallbacks")
+    assert verdict(_row(), t(100, 0, 11), now=1000)[0] == "rolled_back"  # 11% SLA fallbacks > 10%
+    assert verdict(_row(started=990), t(100), now=1000) is None  # the stage is 10 s old, needs 60
+    assert verdict(_row(stage=2), t(100), now=1000)[:2] == ("promoted", 2)
+    assert verdict(_row(max_error_rate=0.5), t(100, 40), now=1000)[0] == "running"
+    q = dict(min_agreement=0.6, min_quality_samples=5)
+    assert verdict(_row(**q), t(100, 0, 0, 5, 2.0), now=1000)[0] == "rolled_back"  # mean 0.4 < 0.6
+    assert "agreement with the baseline 0.40 < 0.6" in verdict(_row(**q), t(100, 0, 0, 5, 2.0), now=1000)[2]
+    assert verdict(_row(**q), t(3, 0, 0, 5, 1.0), now=1000)[0] == "rolled_back"  # quality needs no min_requests
+    assert verdict(_row(**q), t(100, 0, 0, 4, 0.0), now=1000) is None  # not enough compared: no promotion yet
+    assert verdict(_row(**q), t(100, 0, 0, 5, 4.5), now=1000)[0] == "running"  # 0.9: healthy
+
+
+def test_rouge_l_agreement():
+    from hedgeway.canary.quality import answer_text, rouge_l
+
+    assert rouge_l("The cat sat on the mat", "the cat sat on the mat") == 1.0
+    assert rouge_l("a b c d", "e f g h") == 0.0
+    assert rouge_l("the cat sat", "the cat sat on the mat") == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert answer_text(b'{"choices":[{"message":{"content":"hi"}}]}') == "hi" and answer_text(b"{") == ""
 
 
 # --- through real gateways -------------------------------------------------------------------------------
@@ -207,3 +223,42 @@ def test_cli_validates_names_stages_and_transitions(upstream, ledger_url, tmp_pa
     status = json.loads(out[out.index("["):])
     assert status[0]["state"] == "paused" and status[0]["share"] == 0.25
     assert main(["canary", "rollback", "missing", "--config", path]) == 1
+
+
+def _sim_config(tmp_path, url: str, candidate_model: str) -> tuple[dict, str]:
+    sim = lambda model: {"provider": "simulated", "model": model, "price": {"input": "1", "output": "2"},  # noqa: E731
+                         "settings": {"ttft_ms": 1, "tokens_per_second": 20000, "max_output_tokens": 30}}
+    cfg = {"auth": {"master_key": MASTER}, "ledger": {"url": url, "flush_interval": 0.02},
+           "routing": {"canary_poll": 0.05},
+           "models": [{"name": "base", "deployments": [sim("llama-70b")]},
+                      {"name": "cand", "deployments": [{**sim(candidate_model), "id": "cand-1"}]}]}
+    path = tmp_path / f"sim-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return cfg, str(path)
+
+
+@pytest.mark.parametrize("candidate_model, final", [("llama-70b", "promoted"), ("llama-8b-degraded", "rolled_back")])
+def test_quality_trigger_with_the_simulated_provider(tmp_path, candidate_model, final):
+    """Same simulated model: the same answers (agreement 1.0), promoted. Another model: answers unlike the
+    baseline's (the candidate that degrades), rolled back on agreement — while users still got answers."""
+    url = f"sqlite:///{tmp_path}/sim.db"
+    cfg, path = _sim_config(tmp_path, url, candidate_model)
+    with BackgroundGateway(from_dict(cfg)) as gw:
+        assert main(["canary", "start", "q", "--model", "base", "--candidate", "cand", "--config", path,
+                     "--stages", "100", "--min-requests", "5", "--min-seconds", "0", "--min-agreement", "0.6",
+                     "--quality-sample", "1", "--min-quality-samples", "5"]) == 0
+        time.sleep(0.2)
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER, max_retries=0)
+        for i in range(12):
+            client.chat.completions.create(model="base", messages=[{"role": "user", "content": f"question {i}"}])
+        row = _wait_state(url, "q", final)
+    assert row.state == final
+    events = _events(url, "q")
+    if final == "rolled_back":
+        assert events[-1]["reason"].startswith("agreement with the baseline 0.")
+    store = open_store(url)
+    rows = store.records()
+    store.close()
+    checks = [r for r in rows if r.endpoint == "canary_check"]
+    assert checks and all(r.deployment == "base/simulated/llama-70b" and r.cost > 0 for r in checks)
+    assert all(r.request_id.endswith("-check") for r in checks)

@@ -9,6 +9,7 @@ client went away — and settles its admission ticket exactly once, in the same 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import orjson
 from hedgeway.auth import Authenticator
 from hedgeway.cache import CacheHit, Lookup, build_cache
 from hedgeway.canary import open_canaries
+from hedgeway.canary.quality import answer_text, rouge_l
 from hedgeway.config import Config
 from hedgeway.errors import AllDeploymentsFailed, HedgewayError, InvalidRequest, UpstreamError
 from hedgeway.fallback import Outcome, RetryPolicy, call_with_fallback
@@ -89,6 +91,7 @@ class Gateway:
         self.tracer = build_tracer(config.tracing)
         self.log_prompts = config.ledger.log_prompts
         self.canaries = self.planner.canaries = open_canaries(config, config.routing.canary_poll)
+        self._tasks: set[asyncio.Task] = set()  # after-response work (canary checks), awaited at close
         sections = [self.planner.render_metrics, self.admission.render_metrics, self.canaries.render_metrics]
         if self.tracer is not None:
             sections.append(self.tracer.render_metrics)
@@ -235,6 +238,8 @@ class Gateway:
         reply = await self._complete(endpoint, req.model, ctx, req.body, self._call(ctx, "chat", req))
         if lookup is not None and lookup.status == "miss":
             self.cache.store(lookup, reply.body, reply.usage, reply.cost)
+        if ctx.route is not None and "canary" in ctx.route and self.canaries.wants_check(ctx.route):
+            self._background(self._canary_check(ctx, req, reply.body))
         return reply
 
     async def embeddings(self, model: str, body: dict[str, Any], ctx: RequestContext) -> Reply:
@@ -300,7 +305,28 @@ class Gateway:
             if kept is not None and error is None:
                 self.cache.store_stream(lookup, kept, usage, fields["cost"])
 
+    async def _canary_check(self, ctx: RequestContext, req: ChatRequest, answer: bytes) -> None:
+        """The canary's quality signal: the baseline's answer to the same request, compared with the
+        candidate's. Runs after the response; its own ledger record (endpoint "canary_check") bills it."""
+        check = RequestContext(f"{ctx.request_id}-check", ctx.principal, time.perf_counter(), time.time())
+        try:
+            plan = self.planner.plan(req.model, req.body, canary=False)
+            outcome = await call_with_fallback(plan.groups, self._call(check, "chat", req), self.policy,
+                                               self.planner.inflight, guard=plan.guard)
+        except HedgewayError as exc:
+            self.failed(check, "canary_check", req.model, exc, False)
+            return
+        self._record(check, "canary_check", req.model, 200, **self._usage_fields(check, outcome, outcome.result.usage))
+        self.canaries.agreed(ctx.route["canary"], rouge_l(answer_text(answer), answer_text(outcome.result.body)))
+
+    def _background(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10)
         for provider in self.providers.values():
             provider.close()
         if self.cache is not None:

@@ -13,7 +13,9 @@ Controller (`book.tick()`, on a daemon thread every `interval` s): writes this r
 current stage, reloads every canary (a CLI command or another replica's transition reaches this replica
 within `interval`), and judges running canaries on the counts summed over all replicas:
   * rollback when requests ≥ min_requests and error rate > max_error_rate (default 2%) or SLA-fallback
-    rate > max_sla_rate (default 10%);
+    rate > max_sla_rate (default 10%); or, with `min_agreement` set, when at least min_quality_samples
+    candidate answers were compared with the baseline's answer to the same request (a `quality_sample`
+    share, asked after the response; `canary.quality`) and their mean agreement is below the bound;
   * promote when requests ≥ min_requests and the stage has lasted min_seconds: to the next stage, or to
     `promoted` after the last (the candidate then takes all the model's traffic).
 A transition is one conditional UPDATE (exactly one replica wins), an event row, a log line and a metric.
@@ -38,7 +40,7 @@ from hedgeway.types import Deployment
 log = logging.getLogger("hedgeway.canary")
 Group = tuple[Deployment, ...]
 DEFAULTS = {"stages": [5, 25, 50, 100], "min_requests": 50, "min_seconds": 300.0, "max_error_rate": 0.02,
-            "max_sla_rate": 0.10}
+            "max_sla_rate": 0.10, "min_agreement": None, "quality_sample": 0.1, "min_quality_samples": 20}
 _STATES = ("running", "paused", "promoted", "rolled_back")
 
 
@@ -48,26 +50,34 @@ class Live:
     share: float
     group: Group  # the candidate's deployments
     ids: frozenset[str]
+    quality_sample: float  # share of candidate answers compared with the baseline's (0: quality trigger off)
 
 
 class Counts:
-    __slots__ = ("seq", "requests", "errors", "sla")
+    __slots__ = ("seq", "requests", "errors", "sla", "checked", "agreement")
 
     def __init__(self, seq: int):
-        self.seq, self.requests, self.errors, self.sla = seq, 0, 0, 0
+        self.seq, self.requests, self.errors, self.sla, self.checked, self.agreement = seq, 0, 0, 0, 0, 0.0
+
+    def values(self) -> tuple[int, int, int, int, float]:
+        return self.requests, self.errors, self.sla, self.checked, self.agreement
 
 
-def verdict(row: Row, totals: tuple[int, int, int], now: float) -> tuple[str, int, str] | None:
-    """(state, stage, reason) to move a running canary to, or None to stay. Pure."""
+def verdict(row: Row, totals: tuple[int, int, int, int, float], now: float) -> tuple[str, int, str] | None:
+    """(state, stage, reason) to move a running canary to, or None to stay. Pure. `totals`: requests,
+    errors, SLA fallbacks, answers compared with the baseline, and the sum of their agreement."""
     s = {**DEFAULTS, **row.settings}
-    requests, errors, sla = totals
+    requests, errors, sla, checked, agreement = totals
+    bound = s["min_agreement"]
+    if bound is not None and checked >= s["min_quality_samples"] and agreement / checked < bound:
+        return "rolled_back", row.stage, f"agreement with the baseline {agreement / checked:.2f} < {bound:g} ({checked} compared)"
     if requests < s["min_requests"]:
         return None
     if errors / requests > s["max_error_rate"]:
         return "rolled_back", row.stage, f"error rate {errors / requests:.1%} > {s['max_error_rate']:.1%} ({errors}/{requests})"
     if sla / requests > s["max_sla_rate"]:
         return "rolled_back", row.stage, f"SLA-fallback rate {sla / requests:.1%} > {s['max_sla_rate']:.1%} ({sla}/{requests})"
-    if now - row.stage_started < s["min_seconds"]:
+    if now - row.stage_started < s["min_seconds"] or (bound is not None and checked < s["min_quality_samples"]):
         return None
     healthy = f"healthy: {requests} requests, {errors} errors, {sla} SLA fallbacks"
     if row.stage + 1 < len(s["stages"]):
@@ -121,6 +131,17 @@ class CanaryBook:
     def by_model_of(self, name: str) -> Live | None:
         return next((live for live in self.by_model.values() if live.name == name), None)
 
+    def wants_check(self, tag: Mapping[str, Any]) -> bool:
+        """Whether to compare this candidate answer with the baseline's (the quality trigger's sample)."""
+        live = self.by_model_of(tag["canary"]) if tag.get("arm") == "candidate" else None
+        return live is not None and live.quality_sample > 0 and random.random() < live.quality_sample
+
+    def agreed(self, name: str, score: float) -> None:
+        counts = self.counts.get(name)
+        if counts is not None:
+            counts.checked += 1
+            counts.agreement += score
+
     # --- controller ---
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -134,8 +155,8 @@ class CanaryBook:
         now = time.time() if now is None else now
         for row in self.store.all():
             counts = self.counts.get(row.name)
-            if counts is not None and counts.seq == row.seq and counts.requests:
-                self.store.report(row.name, row.seq, self.replica, (counts.requests, counts.errors, counts.sla))
+            if counts is not None and counts.seq == row.seq and (counts.requests or counts.checked):
+                self.store.report(row.name, row.seq, self.replica, counts.values())
             if row.state == "running" and row.model in self.models and row.candidate in self.models:
                 move = verdict(row, self.store.totals(row.name, row.seq), now)
                 new = self.store.transition(row, *move) if move is not None else None
@@ -158,7 +179,9 @@ class CanaryBook:
                 self.counts[row.name] = Counts(row.seq)
             if row.share > 0:
                 group = self.models[row.candidate]
-                live[row.model] = Live(row.name, row.share, group, frozenset(d.id for d in group))
+                s = {**DEFAULTS, **row.settings}
+                sample = s["quality_sample"] if s["min_agreement"] is not None else 0.0
+                live[row.model] = Live(row.name, row.share, group, frozenset(d.id for d in group), sample)
         self.rows = rows
         self.by_model = live
 

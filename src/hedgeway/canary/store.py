@@ -5,7 +5,7 @@
     store.all() -> list[Row]                        # every canary, for the replicas' poll and `status`
     store.transition(row, state, stage, reason)     # the new Row for exactly one caller per (name, seq), else None
     store.report(name, seq, replica, counts)        # this replica's cumulative counts of that stage
-    store.totals(name, seq) -> (requests, errors, sla)   # summed over replicas
+    store.totals(name, seq) -> (requests, errors, sla, checked, agreement)   # summed over replicas
     store.events(name) -> list[dict]
 
 A transition is `UPDATE … WHERE name = ? AND seq = ?` plus an event row in one transaction: two replicas
@@ -97,18 +97,20 @@ class CanaryStore:
             return new
         return self.db.write(go)
 
-    def report(self, name: str, seq: int, replica: str, counts: tuple[int, int, int]) -> None:
+    def report(self, name: str, seq: int, replica: str, counts: tuple[int, int, int, int, float]) -> None:
         def go(q):
             q("DELETE FROM canary_counts WHERE name = ? AND seq = ? AND replica = ?", (name, seq, replica))
-            q("INSERT INTO canary_counts (name, seq, replica, requests, errors, sla) VALUES (?, ?, ?, ?, ?, ?)",
-              (name, seq, replica, *counts))
+            q("INSERT INTO canary_counts (name, seq, replica, requests, errors, sla, checked, agreement) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (name, seq, replica, *counts))
         self.db.write(go)
 
-    def totals(self, name: str, seq: int) -> tuple[int, int, int]:
+    def totals(self, name: str, seq: int) -> tuple[int, int, int, int, float]:
+        """(requests, errors, SLA fallbacks, answers compared, sum of their agreement) over replicas."""
         r = self.db.read(lambda q: q("SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), "
-                                     "COALESCE(SUM(sla), 0) FROM canary_counts WHERE name = ? AND seq = ?",
+                                     "COALESCE(SUM(sla), 0), COALESCE(SUM(checked), 0), "
+                                     "COALESCE(SUM(agreement), 0) FROM canary_counts WHERE name = ? AND seq = ?",
                                      (name, seq)).fetchone())
-        return int(r[0]), int(r[1]), int(r[2])
+        return int(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         where, params = ("WHERE name = ?", (name,)) if name else ("", ())

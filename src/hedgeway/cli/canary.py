@@ -3,6 +3,7 @@ the ledger database the gateways share (running gateways pick changes up within 
 
     hedgeway canary start llama-for-mini --model gpt-4o-mini --candidate llama-local --config hedgeway.yaml \\
         [--stages 5,25,50,100] [--min-requests 50] [--min-seconds 300] [--max-error-rate 0.02] [--max-sla-rate 0.1]
+        [--min-agreement 0.6 [--quality-sample 0.1] [--min-quality-samples 20]]
     hedgeway canary status [NAME] [--json]        # state, share, this stage's counts, the event history
     hedgeway canary pause|resume|promote|rollback NAME
 
@@ -39,9 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--stages", default=",".join(map(str, DEFAULTS["stages"])),
                        help="percent per stage, ascending, ending at 100 (default 5,25,50,100)")
     for flag, kind in (("min_requests", int), ("min_seconds", float), ("max_error_rate", float),
-                       ("max_sla_rate", float)):
+                       ("max_sla_rate", float), ("quality_sample", float), ("min_quality_samples", int)):
         start.add_argument("--" + flag.replace("_", "-"), type=kind, default=DEFAULTS[flag],
                            help=f"default {DEFAULTS[flag]}")
+    start.add_argument("--min-agreement", type=float, help="quality trigger: roll back when candidate answers "
+                       "agree with the baseline's less than this on average (ROUGE-L, 0..1; default off)")
     status = acts.add_parser("status", help="state, share and history")
     status.add_argument("name", nargs="?")
     status.add_argument("--json", action="store_true")
@@ -59,10 +62,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--stages must be comma-separated integers, e.g. 5,25,50,100") from None
     if not stages or stages[-1] != 100 or stages != sorted(set(stages)) or stages[0] <= 0:
         raise SystemExit("--stages must ascend, each in 1..100, and end at 100")
-    if not (0 <= args.max_error_rate <= 1 and 0 <= args.max_sla_rate <= 1) or args.min_requests < 1:
-        raise SystemExit("--max-error-rate and --max-sla-rate are fractions in 0..1; --min-requests >= 1")
+    fractions = (args.max_error_rate, args.max_sla_rate, args.quality_sample, args.min_agreement or 0)
+    if not all(0 <= f <= 1 for f in fractions) or args.min_requests < 1 or args.min_quality_samples < 1:
+        raise SystemExit("--max-error-rate, --max-sla-rate, --quality-sample and --min-agreement are "
+                         "fractions in 0..1; --min-requests and --min-quality-samples >= 1")
     return {"stages": stages, "min_requests": args.min_requests, "min_seconds": args.min_seconds,
-            "max_error_rate": args.max_error_rate, "max_sla_rate": args.max_sla_rate}
+            "max_error_rate": args.max_error_rate, "max_sla_rate": args.max_sla_rate,
+            "min_agreement": args.min_agreement, "quality_sample": args.quality_sample,
+            "min_quality_samples": args.min_quality_samples}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,11 +129,13 @@ def _status(store: Any, args: argparse.Namespace) -> int:
     rows = [r for r in store.all() if args.name in (None, r.name)]
     out = []
     for r in rows:
-        requests, errors, sla = store.totals(r.name, r.seq)
+        requests, errors, sla, checked, agreement = store.totals(r.name, r.seq)
         out.append({"name": r.name, "model": r.model, "candidate": r.candidate, "state": r.state,
                     "share": r.share, "stage": r.stage, "stages": r.settings["stages"],
                     "stage_age_s": round(time.time() - r.stage_started, 1),
-                    "stage_counts": {"requests": requests, "errors": errors, "sla_fallbacks": sla},
+                    "stage_counts": {"requests": requests, "errors": errors, "sla_fallbacks": sla,
+                                     "compared": checked,
+                                     "agreement": round(agreement / checked, 4) if checked else None},
                     "settings": r.settings, "events": store.events(r.name)})
     if args.json:
         print(json.dumps(out, indent=2))
@@ -137,7 +146,8 @@ def _status(store: Any, args: argparse.Namespace) -> int:
         n = c["stage_counts"]
         print(f"{c['name']}: {c['state']}, {c['candidate']} takes {c['share']:.0%} of {c['model']} "
               f"(stage {c['stage'] + 1}/{len(c['stages'])} for {c['stage_age_s']:g} s: {n['requests']} requests, "
-              f"{n['errors']} errors, {n['sla_fallbacks']} SLA fallbacks)")
+              f"{n['errors']} errors, {n['sla_fallbacks']} SLA fallbacks"
+              + (f", agreement {n['agreement']:.2f} over {n['compared']}" if n["compared"] else "") + ")")
         for e in c["events"]:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["ts"]))
             print(f"  {stamp}  {e['from'] or '-'} → {e['to']} at {e['share']:.0%}: {e['reason']}")

@@ -140,6 +140,8 @@ SQLITE: list[Step] = [
             requests INTEGER NOT NULL,
             errors INTEGER NOT NULL,
             sla INTEGER NOT NULL,
+            checked INTEGER NOT NULL,
+            agreement REAL NOT NULL,
             PRIMARY KEY (name, seq, replica)
         )""",
         """CREATE TABLE canary_events (
@@ -270,6 +272,8 @@ POSTGRES: list[Step] = [
             requests BIGINT NOT NULL,
             errors BIGINT NOT NULL,
             sla BIGINT NOT NULL,
+            checked BIGINT NOT NULL,
+            agreement DOUBLE PRECISION NOT NULL,
             PRIMARY KEY (name, seq, replica)
         )""",
         """CREATE TABLE canary_events (

@@ -93,29 +93,30 @@ class Planner:
                         self.stats.skipped[d.id] += 1
         return kept
 
-    def plan(self, model_name: str, body: Mapping[str, Any] | None = None) -> Plan:
+    def plan(self, model_name: str, body: Mapping[str, Any] | None = None, canary: bool = True) -> Plan:
         """Ordered groups to try; raises NotFound (404) for a model name the config does not declare.
-        `body` is the request (routers read the prompt from it)."""
+        `body` is the request (routers read the prompt from it); `canary=False`: the baseline plan."""
         routed = self.routes.get(model_name)
         if routed is not None:
             route, guard = routed
             slots, decision = route.decide(body)
-            raw, canary, at = self._canary([s.group for s in slots])
+            raw, tag, at = self._canary([s.group for s in slots], canary)
             if at is not None:  # the candidate is held to the SLA of the tier it stands in for
                 guard = self._candidate_guard(guard, raw[at], raw[at + 1][0].id)
             groups = self._healthy([self._order(g) for g in raw])
             self.stats.routed(route.name, decision["tier"], groups[0][0].id)
-            return Plan(groups, {**decision, **canary} if canary else decision, guard)
+            return Plan(groups, {**decision, **tag} if tag else decision, guard)
         group = self.models.get(model_name)
         if group is None:
             raise NotFound(f"The model `{model_name}` does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
-        raw, canary, _ = self._canary([group, *(self.models[name] for name in self.fallbacks.get(model_name, ()))])
-        return Plan(self._healthy([self._order(g) for g in raw]), canary, self.guard)
+        raw, tag, _ = self._canary([group, *(self.models[name] for name in self.fallbacks.get(model_name, ()))],
+                                   canary)
+        return Plan(self._healthy([self._order(g) for g in raw]), tag, self.guard)
 
-    def _canary(self, groups: list[Group]) -> tuple[list[Group], dict[str, Any] | None, int | None]:
+    def _canary(self, groups: list[Group], on: bool) -> tuple[list[Group], dict[str, Any] | None, int | None]:
         """A live canary's candidate placed in front of its model's group (see hedgeway.canary)."""
-        if self.canaries is None or not self.canaries.by_model:
+        if not on or self.canaries is None or not self.canaries.by_model:
             return groups, None, None
         return self.canaries.apply(groups)
 
