@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import threading
+import time
 from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any, Sequence
@@ -63,6 +64,20 @@ class _Median:
         return statistics.median(self.values) if self.values else None
 
 
+def _use_wal(conn: sqlite3.Connection, patience: float = 5.0) -> None:
+    """Switch the file to WAL (persistent, so usually a no-op read). SQLite answers "database is locked"
+    at once, without its busy handler, when another connection is creating the file or switching it too:
+    retry until `patience` runs out."""
+    deadline = time.monotonic() + patience
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteStore:
     """A LedgerStore on one SQLite file (or ":memory:"). Safe to call from several threads: one connection,
     serialized by a lock. Several processes may share the file (WAL + busy_timeout)."""
@@ -78,7 +93,7 @@ class SQLiteStore:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5.0)
         self._conn.execute("PRAGMA busy_timeout = 5000")
         if self.path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+            _use_wal(self._conn)  # readers never block the writer
         self._conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a power cut loses the last ms only
         self._conn.create_aggregate("dsum", 1, _DecimalSum)
         self._conn.create_aggregate("median", 1, _Median)
