@@ -14,9 +14,10 @@ The pipeline calls, per chat request:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, Protocol
 
 from hedgeway.types import ChatRequest, Principal, Usage
 
@@ -50,4 +51,13 @@ class Cache(Protocol):
 
 
 def build_cache(config: Any, gateway: Any = None) -> Cache | None:
-    return None
+    """The configured cache (backend and embedder from their registries), or None when `cache.enabled`
+    is false and no model turns it on."""
+    cfg = config.cache
+    if not cfg.enabled and not any(m.enabled for m in cfg.models.values()):
+        return None
+    from hedgeway.cache.backends import BACKENDS
+    from hedgeway.cache.service import ResponseCache
+    from hedgeway.embedders import build_embedder
+
+    return ResponseCache(cfg, BACKENDS[cfg.backend](cfg), build_embedder(cfg, gateway))

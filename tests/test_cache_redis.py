@@ -1,0 +1,94 @@
+"""The Redis cache backend against the real server on 127.0.0.1:6379 (own key prefix, deleted after):
+entries, TTL via Redis expiry, the LRU bound, per-replica index sync, and two gateways sharing hits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from decimal import Decimal
+
+import numpy as np
+import openai
+import pytest
+import redis
+from conftest import MASTER, gateway_config, require_service
+
+from hedgeway.cache.entry import Entry
+from hedgeway.cache.redis_backend import RedisBackend
+from hedgeway.config import from_dict
+from hedgeway.http.background import BackgroundGateway
+from hedgeway.types import Usage
+
+URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture()
+def prefix():
+    try:
+        redis.Redis.from_url(URL, socket_timeout=1).ping()
+    except redis.RedisError as exc:
+        require_service("Redis", str(exc))
+    p = f"hw-test-cache-{uuid.uuid4().hex[:10]}"
+    yield p
+    r = redis.Redis.from_url(URL)
+    keys = list(r.scan_iter(match=f"{p}:*"))
+    if keys:
+        r.delete(*keys)
+    r.close()
+
+
+def entry(n):
+    return Entry(b'{"choices":[{"message":{"content":"a%d"}}]}' % n, Usage(10, n), Decimal("0.5"))
+
+
+def test_replicas_share_entries_vectors_and_evictions(prefix):
+    async def go():
+        a, b = RedisBackend(URL, prefix, 3), RedisBackend(URL, prefix, 3)
+        v = [np.eye(4, dtype=np.float32)[i] for i in range(4)]
+        assert await b.search("B", v[0], 0.9) is None  # b has now seen the (empty) bucket
+        await a.put("k0", entry(0), 60, "B", v[0])
+        got, sim = await b.search("B", v[0], 0.9)  # b re-syncs: the version changed
+        assert got == entry(0) and sim == pytest.approx(1.0)
+        assert (await b.get("k0")).cost == Decimal("0.5")
+        for i in (1, 2):
+            await a.put(f"k{i}", entry(i), 60, "B", v[i])
+        await b.get("k0")  # k0 used: k1 is now least recently used
+        await a.put("k3", entry(3), 60, "B", v[3])  # over the bound of 3: evicts k1, its vector too
+        assert await b.get("k1") is None and await b.search("B", v[1], 0.9) is None
+        assert (await b.search("B", v[3], 0.9))[0] == entry(3)
+        r = redis.Redis.from_url(URL)
+        assert r.zcard(f"{prefix}:lru") == 3 and r.hlen(f"{prefix}:b:B") == 3
+        await a.put("short", entry(9), 0.1, "S", v[0])
+        assert 0 < r.pttl(f"{prefix}:e:short") <= 100
+        await asyncio.sleep(0.15)
+        assert await b.get("short") is None and await b.search("S", v[0], 0.9) is None
+        assert r.hlen(f"{prefix}:b:S") == 0  # the stale vector was removed when its entry was gone
+        r.close()
+        await a.close()
+        await b.close()
+    asyncio.run(go())
+
+
+def test_two_gateways_sharing_redis_serve_each_others_hits(upstream, tmp_path, prefix):
+    pytest.importorskip("onnxruntime")
+    cache = {"enabled": True, "backend": "redis", "redis_url": URL, "prefix": prefix, "threshold": 0.9}
+    gws = [BackgroundGateway(from_dict(gateway_config(upstream.base_url, f"sqlite:///{tmp_path}/l{i}.db",
+                                                      cache=cache))) for i in (1, 2)]
+    with gws[0] as g1, gws[1] as g2:
+        c1, c2 = (openai.OpenAI(base_url=g.base_url, api_key=MASTER, max_retries=0, timeout=20) for g in (g1, g2))
+        before = upstream.calls["ok-mini"]
+
+        def ask(c, text):
+            raw = c.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", temperature=0, messages=[{"role": "user", "content": text}])
+            return raw.headers["x-hedgeway-cache"], raw.parse().choices[0].message.content
+
+        assert ask(c1, "How do I cancel my subscription?") == ("miss", "echo: How do I cancel my subscription?")
+        time.sleep(0.2)
+        assert ask(c2, "How do I cancel my subscription?") == ("hit-exact", "echo: How do I cancel my subscription?")
+        assert ask(c2, "How can I cancel my subscription?") == ("hit-semantic", "echo: How do I cancel my subscription?")
+        assert ask(c2, "Where is my parcel?")[0] == "miss"
+        time.sleep(0.2)
+        assert ask(c1, "Where is my parcel?") == ("hit-exact", "echo: Where is my parcel?")
+        assert upstream.calls["ok-mini"] - before == 2
