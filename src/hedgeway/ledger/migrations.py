@@ -157,6 +157,35 @@ SQLITE: list[Step] = [
     )),
     # Opt-in prompt logging (ledger.log_prompts): NULL unless enabled.
     Step("008_requests_prompt", ("ALTER TABLE requests ADD COLUMN prompt TEXT",)),
+    # Eval runs (hedgeway.evals): one row per (run, case) with the answer, and one per (run, case, scorer);
+    # score NULL = the scorer could not score (e.g. an unparseable judge reply), counted, never guessed.
+    Step("009_eval_results", (
+        """CREATE TABLE eval_results (
+            run TEXT NOT NULL,
+            case_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            ts REAL NOT NULL,
+            output TEXT,
+            error TEXT,
+            latency_ms REAL NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost TEXT,
+            request_id TEXT,
+            deployment TEXT,
+            cache TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (run, case_id)
+        )""",
+        """CREATE TABLE eval_scores (
+            run TEXT NOT NULL,
+            case_id TEXT NOT NULL,
+            scorer TEXT NOT NULL,
+            score REAL,
+            detail TEXT,
+            PRIMARY KEY (run, case_id, scorer)
+        )""",
+    )),
 ]
 
 POSTGRES: list[Step] = [
@@ -289,6 +318,35 @@ POSTGRES: list[Step] = [
     )),
     # Opt-in prompt logging (ledger.log_prompts): NULL unless enabled.
     Step("008_requests_prompt", ("ALTER TABLE requests ADD COLUMN prompt TEXT",)),
+    # Eval runs (hedgeway.evals): one row per (run, case) with the answer, and one per (run, case, scorer);
+    # score NULL = the scorer could not score (e.g. an unparseable judge reply), counted, never guessed.
+    Step("009_eval_results", (
+        """CREATE TABLE eval_results (
+            run TEXT NOT NULL,
+            case_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL,
+            output TEXT,
+            error TEXT,
+            latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+            prompt_tokens BIGINT NOT NULL DEFAULT 0,
+            completion_tokens BIGINT NOT NULL DEFAULT 0,
+            cost NUMERIC(24, 12),
+            request_id TEXT,
+            deployment TEXT,
+            cache TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (run, case_id)
+        )""",
+        """CREATE TABLE eval_scores (
+            run TEXT NOT NULL,
+            case_id TEXT NOT NULL,
+            scorer TEXT NOT NULL,
+            score DOUBLE PRECISION,
+            detail TEXT,
+            PRIMARY KEY (run, case_id, scorer)
+        )""",
+    )),
 ]
 
 STEPS: dict[str, list[Step]] = {"sqlite": SQLITE, "postgresql": POSTGRES}
