@@ -17,6 +17,7 @@ from hedgeway.http.admin import PREFIX as ADMIN_PREFIX, Admin
 from hedgeway.http.messages import Messages
 from hedgeway.http import openapi
 from hedgeway.http.router_stats import router_stats_handler
+from hedgeway.http.ui import UI
 from hedgeway.http.server import Request, Response, StreamingResponse
 from hedgeway.pipeline import Gateway, RequestContext, parse_chat
 
@@ -48,6 +49,7 @@ class Routes:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
         self.admin = Admin(gateway)  # everything under /admin/ (master key only)
+        self.ui = UI(gateway)  # the dashboard: /ui and /ui/api/* (master or admin key)
         messages = Messages(gateway)
         self.table: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self.chat},
@@ -71,6 +73,8 @@ class Routes:
             if methods is None:
                 if request.path.startswith(ADMIN_PREFIX):
                     return await self.admin(request)
+                if self.ui.handles(request.path):
+                    return await self.ui(request)
                 raise NotFound(f"Unknown path {request.path[:200]}", code="unknown_url")
             handler = methods.get(request.method)
             if handler is None:
