@@ -248,6 +248,7 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
         tracing = tracing.model_copy(update={
             "endpoint": resolve_secret(tracing.endpoint, "tracing.endpoint"),
             "headers": {k: resolve_secret(v, f"tracing.headers.{k}") for k, v in tracing.headers.items()}})
-    return Config(server=cfg.server, auth=auth, ledger=cfg.ledger, routing=cfg.routing, models=models,
+    ledger = cfg.ledger.model_copy(update={"url": resolve_secret(cfg.ledger.url, rename("ledger.url"))})
+    return Config(server=cfg.server, auth=auth, ledger=ledger, routing=cfg.routing, models=models,
                   warnings=tuple(warnings), source=source, deployments=by_id, limits=cfg.limits,
                   cache=cfg.cache, router=cfg.router, tracing=tracing)
