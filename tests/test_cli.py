@@ -125,7 +125,11 @@ def test_demo_runs_offline_and_summarises(tmp_path):
     split = re.search(r"Routed by complexity: complex (\d+), medium (\d+), simple (\d+)\. .* \((\d+)% less\)",
                       out.stdout)
     assert split, out.stdout  # every tier got traffic, and routing cost less than all-premium
-    assert all(int(n) > 0 for n in split.groups()[:3]) and sum(int(n) for n in split.groups()[:3]) == 40
+    cache = re.search(r"Cache: (\d+) of 40 requests answered from the exact cache .*: ([\d.]+) USD saved", out.stdout)
+    assert cache, out.stdout  # every fifth request repeats an earlier one; the cache answers some of them
+    hits = int(cache.group(1))
+    assert 0 < hits <= 8 and float(cache.group(2)) > 0
+    assert all(int(n) > 0 for n in split.groups()[:3]) and sum(int(n) for n in split.groups()[:3]) + hits == 40
     assert 0 < int(split.group(4)) < 100
 
 

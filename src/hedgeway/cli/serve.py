@@ -29,8 +29,12 @@ def _worker(config_path: str, host: str, port: int, reuse_port: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import multiprocessing
+    import os
     import signal
 
+    # Before numpy loads: one BLAS thread per worker. The semantic cache's searches are small matrix-vector
+    # products, and OpenBLAS's default (a thread per core) made them 20x slower under load (bench/README.md).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from hedgeway.config import load
     from hedgeway.errors import ConfigError
     from hedgeway.ledger import open_store
