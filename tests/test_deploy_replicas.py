@@ -3,6 +3,7 @@ Redis (limits, budgets) and PostgreSQL (ledger, keys), behind a small round-robi
 nginx's `proxy_next_upstream error`, skips a replica that refuses the connection. Proves:
 * a key created through one replica works on all of them, and its budget holds across them;
 * a model's RPM holds globally (exactly `rpm` admitted, whichever replica took each request);
+* the Redis cache is shared: an answer stored through one replica is a hit on the others, at zero cost;
 * SIGTERM to one replica mid-load: its in-flight requests finish, and every answered request — on any
   replica — is in the one ledger exactly once (no loss, no double count)."""
 
@@ -126,7 +127,10 @@ def cluster(upstream, tmp_path_factory):
            "ledger": {"url": ledger_url, "flush_interval": 0.02},
            "limits": {"backend": "redis", "redis": {"url": REDIS_URL, "prefix": prefix}, "budget_wait": 0,
                       "models": {"capped": {"rpm": 10}}},
+           "cache": {"backend": "redis", "redis_url": REDIS_URL, "prefix": f"{prefix}cache", "embedder": "none",
+                     "models": {"cached": {"enabled": True}}},
            "models": [{"name": "gpt-4o-mini", "deployments": [dep]}, {"name": "capped", "deployments": [dep]},
+                      {"name": "cached", "deployments": [dep]},
                       {"name": "slow", "deployments": [{"provider": "simulated", "model": "sim-slow",
                                                         "price": {"input": "1", "output": "2"},
                                                         "settings": {"ttft_ms": 300, "tokens_per_second": 5000}}]}]}
@@ -181,6 +185,20 @@ def call(port: int, method: str, path: str, body: dict | None = None, key: str =
         conn.close()
 
 
+def cached_call(port: int, body: dict) -> tuple[int, str | None, str | None, str | None]:
+    """(status, x-hedgeway-cache, request id, answer text) of one chat call straight to a replica."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                     headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = json.loads(resp.read())
+        return (resp.status, resp.getheader("x-hedgeway-cache"), resp.getheader("x-hedgeway-request-id"),
+                data["choices"][0]["message"]["content"])
+    finally:
+        conn.close()
+
+
 def chat(model: str) -> dict:
     return {"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5}
 
@@ -215,7 +233,20 @@ def test_three_replicas_share_keys_budgets_limits_and_one_ledger(cluster):
     answered += results
     assert [r[0] for r in results].count(200) == 10 and [r[0] for r in results].count(429) == 20
 
-    # 3. SIGTERM one replica while 300 ms requests are in flight on all three.
+    # 3. One cache, shared in Redis: answered upstream through the first replica, from cache on the others.
+    body = {**chat("cached"), "messages": [{"role": "user", "content": f"shared question {schema}"}]}
+    first, *others = [cached_call(port, body) for port in cluster["ports"]]
+    assert first[:2] == (200, "miss") and [o[:2] for o in others] == [(200, "hit-exact")] * 2
+    assert all(o[3] == first[3] for o in others)
+    answered += [(o[0], o[2], None) for o in [first, *others]]
+    time.sleep(0.3)
+    rows = admin.execute(f"SELECT cache, cost, saved FROM {schema}.requests WHERE request_id = ANY(%s) "
+                         "ORDER BY ts", ([o[2] for o in [first, *others]],)).fetchall()
+    assert [r[0] for r in rows] == ["miss", "hit-exact", "hit-exact"]
+    assert Decimal(rows[0][1]) > 0 and all(Decimal(r[1]) == 0 and Decimal(r[2]) == Decimal(rows[0][1])
+                                           for r in rows[1:])
+
+    # 4. SIGTERM one replica while 300 ms requests are in flight on all three.
     victim, victim_port = cluster["procs"][0], cluster["ports"][0]
     before = lb.hits[victim_port]
     signalled: list[float] = []
