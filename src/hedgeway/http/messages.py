@@ -27,7 +27,8 @@ from hedgeway.http.server import Request, Response, StreamingResponse
 from hedgeway.ingress.anthropic import to_openai
 from hedgeway.ingress.anthropic_reply import error_body, estimate_input_tokens, to_message
 from hedgeway.ingress.anthropic_stream import StreamTranslator
-from hedgeway.pipeline import Gateway, parse_chat
+from hedgeway.chat_request import parse_chat
+from hedgeway.pipeline import Gateway
 
 log = logging.getLogger("hedgeway.http")
 ENDPOINT = "messages"

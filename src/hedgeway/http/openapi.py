@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of Hedgeway's own HTTP API, served at `GET /openapi.json` (no key needed).
 
 Built once at import and served as fixed bytes. The chat request's checked parameters come from the same
-tables `pipeline.parse_chat` enforces, so the document and the validation cannot drift apart. Fields the
+tables `chat_request.parse_chat` enforces, so the document and the validation cannot drift apart. Fields the
 document does not list pass through to the upstream unchanged (tools, response_format, vendor extras):
 request schemas say `additionalProperties: true` on purpose. The Anthropic Messages routes and the admin
 API are listed by path; their bodies follow Anthropic's API and the admin section of the README.
@@ -15,7 +15,7 @@ import orjson
 
 from hedgeway import __version__
 from hedgeway.http.server import Request, Response
-from hedgeway.pipeline import INT_PARAMS, NUMBER_PARAMS
+from hedgeway.chat_request import INT_PARAMS, NUMBER_PARAMS
 
 JSON = "application/json"
 

@@ -19,7 +19,8 @@ from hedgeway.http import openapi
 from hedgeway.http.router_stats import router_stats_handler
 from hedgeway.http.ui import UI
 from hedgeway.http.server import Request, Response, StreamingResponse
-from hedgeway.pipeline import Gateway, RequestContext, parse_chat
+from hedgeway.chat_request import parse_chat
+from hedgeway.pipeline import Gateway, RequestContext
 
 log = logging.getLogger("hedgeway.http")
 Handler = Callable[[Request], Awaitable["Response | StreamingResponse"]]

@@ -1,7 +1,7 @@
 """Anthropic Messages API requests (`POST /v1/messages`) → the OpenAI chat body the pipeline runs.
 
 `to_openai(body)` validates an Anthropic request and returns an `Inbound`: the equivalent OpenAI chat body
-(handed on to `pipeline.parse_chat`) plus what translating the answer back needs. Answers are translated in
+(handed on to `chat_request.parse_chat`) plus what translating the answer back needs. Answers are translated in
 `anthropic_reply` (complete messages, errors) and `anthropic_stream` (SSE).
 
 - `system` (string or text blocks, joined by newlines) → one system message first.
