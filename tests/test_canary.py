@@ -261,4 +261,4 @@ def test_quality_trigger_with_the_simulated_provider(tmp_path, candidate_model, 
     store.close()
     checks = [r for r in rows if r.endpoint == "canary_check"]
     assert checks and all(r.deployment == "base/simulated/llama-70b" and r.cost > 0 for r in checks)
-    assert all(r.request_id.endswith("-check") for r in checks)
+    assert all(r.request_id.endswith("-canary_check") for r in checks)

@@ -59,6 +59,11 @@ def test_secrets_come_from_environment(monkeypatch):
     monkeypatch.delenv("HW_TEST_KEY")
     msg = error_of(minimal(auth={"master_key": "os.environ/HW_TEST_KEY"}))
     assert msg == "auth.master_key: environment variable HW_TEST_KEY is not set"
+    # URLs that carry passwords too: the ledger's and the cache's Redis
+    monkeypatch.setenv("HW_TEST_REDIS", "redis://:pw@127.0.0.1:6379/2")
+    cfg = from_dict(minimal(cache={"redis_url": "os.environ/HW_TEST_REDIS"}))
+    assert cfg.cache.redis_url == "redis://:pw@127.0.0.1:6379/2"
+    assert error_of(minimal(cache={"redis_url": "os.environ/HW_NOT_SET"})).startswith("cache.redis_url:")
 
 
 def test_auth_required_and_only_disabled_on_loopback():

@@ -1,5 +1,5 @@
 """Metrics documentation and the Grafana dashboard against a live gateway: a real gateway on loopback
-(budgets, tracing configured, a streamed and a failed request) is scraped, and
+(budgets, tracing and a shadow configured, a streamed and a failed request) is scraped, and
 * every metric family it exposes is in deploy/METRICS.md, and every documented family is exposed;
 * the labels on every sample are the documented ones (and none carries a key or prompt text);
 * every metric the dashboard (deploy/grafana/hedgeway.json) queries exists, with the labels it uses."""
@@ -40,6 +40,8 @@ def scrape(upstream, tmp_path_factory):
     ledger = f"sqlite:///{tmp_path_factory.mktemp('metrics')}/ledger.db"
     cfg = gateway_config(upstream.base_url, ledger, limits={"budgets": [{"limit": "10", "period": "daily"}]},
                          tracing={"endpoint": "http://127.0.0.1:9/v1/traces", "sample_ratio": 0.0})
+    cfg["routing"]["shadows"] = [{"model": "gpt-4o-mini", "candidate": "gpt-4o-mini", "share": 1.0,
+                                  "embedder": "none"}]
     with BackgroundGateway(from_dict(cfg)) as gw:
         msgs = [{"role": "user", "content": PROMPT}]
         assert _post(gw, {"model": "gpt-4o-mini", "messages": msgs}) == 200

@@ -31,6 +31,7 @@ from hedgeway.cache.config import CacheIn
 from hedgeway.limits.config import LimitsIn
 from hedgeway.pricing import gpu_hour_card, lookup
 from hedgeway.routing.config import RouterIn, check_routes
+from hedgeway.shadow import ShadowIn, check_shadows
 from hedgeway.strict import Strict
 from hedgeway.tracing import TracingIn
 from hedgeway.types import Deployment, PriceCard
@@ -121,6 +122,7 @@ class RoutingIn(Strict):
     max_retry_after: float = Field(5.0, ge=0)
     fallbacks: dict[str, list[str]] = {}
     canary_poll: float = Field(1.0, gt=0)  # seconds between reads of the shared canary state
+    shadows: list[ShadowIn] = []  # hedgeway.shadow: copies of live requests to candidate models
 
 
 class ConfigIn(Strict):
@@ -243,12 +245,14 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
             if target not in models:
                 raise ConfigError(rename(f"routing.fallbacks.{name}"), f"unknown model name {target!r}")
     check_routes(cfg.router, models, rename)
+    check_shadows(cfg.routing.shadows, models, {r.name for r in cfg.router.routes}, rename)
     tracing = cfg.tracing
     if tracing is not None:
         tracing = tracing.model_copy(update={
             "endpoint": resolve_secret(tracing.endpoint, "tracing.endpoint"),
             "headers": {k: resolve_secret(v, f"tracing.headers.{k}") for k, v in tracing.headers.items()}})
     ledger = cfg.ledger.model_copy(update={"url": resolve_secret(cfg.ledger.url, rename("ledger.url"))})
+    cache = cfg.cache.model_copy(update={"redis_url": resolve_secret(cfg.cache.redis_url, rename("cache.redis_url"))})
     return Config(server=cfg.server, auth=auth, ledger=ledger, routing=cfg.routing, models=models,
                   warnings=tuple(warnings), source=source, deployments=by_id, limits=cfg.limits,
-                  cache=cfg.cache, router=cfg.router, tracing=tracing)
+                  cache=cache, router=cfg.router, tracing=tracing)

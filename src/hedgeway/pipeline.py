@@ -21,10 +21,11 @@ import orjson
 
 from hedgeway.auth import Authenticator
 from hedgeway.cache import CacheHit, Lookup, build_cache
+from hedgeway.cache.stream import assemble
 from hedgeway.canary import open_canaries
 from hedgeway.canary.quality import answer_text, rouge_l
 from hedgeway.config import Config
-from hedgeway.errors import AllDeploymentsFailed, HedgewayError, InvalidRequest, UpstreamError
+from hedgeway.errors import AllDeploymentsFailed, HedgewayError, UpstreamError
 from hedgeway.fallback import Outcome, RetryPolicy, call_with_fallback
 from hedgeway.keys import open_ring
 from hedgeway.ledger.base import BatchWriter, LedgerStore, Record
@@ -34,6 +35,7 @@ from hedgeway.metrics import Metrics
 from hedgeway.pricing import cost
 from hedgeway.providers import PROVIDERS, Provider, StreamReply
 from hedgeway.routing import Plan, Planner
+from hedgeway.shadow import Answer, ShadowIn, Shadows
 from hedgeway.sse import UsageTap
 from hedgeway.tracing import build_tracer
 from hedgeway.types import ChatRequest, Principal, Usage
@@ -95,6 +97,9 @@ class Gateway:
         sections = [self.planner.render_metrics, self.admission.render_metrics, self.canaries.render_metrics]
         if self.tracer is not None:
             sections.append(self.tracer.render_metrics)
+        self.shadows = Shadows(config.routing.shadows, config.ledger.url) if config.routing.shadows else None
+        if self.shadows is not None:
+            sections.append(self.shadows.render_metrics)
         self.metrics = Metrics(self.planner.inflight,
                                lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures),
                                models=self.planner.names(), sections=sections)
@@ -240,6 +245,11 @@ class Gateway:
             self.cache.store(lookup, reply.body, reply.usage, reply.cost)
         if ctx.route is not None and "canary" in ctx.route and self.canaries.wants_check(ctx.route):
             self._background(self._canary_check(ctx, req, reply.body))
+        spec = self.shadows.pick(req.model, ctx.route) if self.shadows is not None else None
+        if spec is not None:
+            primary = Answer(reply.headers["x-hedgeway-deployment"], _ms(time.perf_counter() - ctx.started),
+                             reply.cost, reply.body)
+            self._background(self._shadow(ctx, req, spec, primary))
         return reply
 
     async def embeddings(self, model: str, body: dict[str, Any], ctx: RequestContext) -> Reply:
@@ -260,7 +270,8 @@ class Gateway:
         headers, overhead = self._headers(ctx, outcome.deployment.id, outcome.upstream_s,
                                           outcome.result.headers)
         keep = lookup if lookup is not None and lookup.status == "miss" else None
-        return StreamOut(headers, self._relay(outcome, req, ctx, endpoint, ttft, overhead, keep))
+        spec = self.shadows.pick(req.model, ctx.route) if self.shadows is not None else None
+        return StreamOut(headers, self._relay(outcome, req, ctx, endpoint, ttft, overhead, keep, spec))
 
     async def _replay(self, ctx: RequestContext, endpoint: str, req: ChatRequest,
                       hit: CacheHit) -> AsyncIterator[bytes]:
@@ -271,10 +282,12 @@ class Gateway:
             self._record_hit(ctx, endpoint, req.model, hit, True)
 
     async def _relay(self, outcome: Outcome, req: ChatRequest, ctx: RequestContext, endpoint: str,
-                     ttft: float, overhead: float, lookup: Lookup | None) -> AsyncIterator[bytes]:
+                     ttft: float, overhead: float, lookup: Lookup | None,
+                     shadow: ShadowIn | None) -> AsyncIterator[bytes]:
         stream: StreamReply = outcome.result
         tap = UsageTap(keep_usage=req.include_usage)
-        kept: list[bytes] | None = [] if lookup is not None else None  # for the cache, only on a miss
+        # the stream's chunks, for the cache (only on a miss) and a shadow comparison
+        kept: list[bytes] | None = [] if lookup is not None or shadow is not None else None
         status, error = 499, "ClientDisconnected"  # unless the loop below finishes
         try:
             try:
@@ -302,22 +315,57 @@ class Gateway:
             fields = self._usage_fields(ctx, outcome, usage)
             self._record(ctx, endpoint, req.model, status, stream=True, error_type=error, ttft_ms=_ms(ttft),
                          overhead_ms=_ms(overhead), **fields)
-            if kept is not None and error is None:
+            if lookup is not None and error is None:
                 self.cache.store_stream(lookup, kept, usage, fields["cost"])
+            if shadow is not None:
+                primary = Answer(outcome.deployment.id, _ms(time.perf_counter() - ctx.started), fields["cost"],
+                                 assemble(kept) if error is None else None)
+                if primary.body is None:  # nothing whole to compare with
+                    self.shadows.release(shadow)
+                else:
+                    self._background(self._shadow(ctx, req, shadow, primary))
+
+    async def _again(self, ctx: RequestContext, endpoint: str, model: str, req: ChatRequest,
+                     canary: bool = True) -> tuple[Outcome, dict[str, Any]]:
+        """The same request once more, non-streaming, after the user has the answer (canary checks,
+        shadow copies), to `model`. Its own ledger record under `endpoint` bills it; a failure is recorded
+        and raised (HedgewayError)."""
+        again = RequestContext(f"{ctx.request_id}-{endpoint}", ctx.principal, time.perf_counter(), time.time())
+        body = {k: v for k, v in req.body.items() if k not in ("stream", "stream_options")}
+        try:
+            plan = self.planner.plan(model, body, canary=canary)
+            outcome = await call_with_fallback(plan.groups, self._call(again, "chat", ChatRequest(model, body)),
+                                               self.policy, self.planner.inflight, guard=plan.guard)
+        except HedgewayError as exc:
+            self.failed(again, endpoint, model, exc, False)
+            raise
+        fields = self._usage_fields(again, outcome, outcome.result.usage)
+        self._record(again, endpoint, model, 200, **fields)
+        return outcome, fields
 
     async def _canary_check(self, ctx: RequestContext, req: ChatRequest, answer: bytes) -> None:
         """The canary's quality signal: the baseline's answer to the same request, compared with the
-        candidate's. Runs after the response; its own ledger record (endpoint "canary_check") bills it."""
-        check = RequestContext(f"{ctx.request_id}-check", ctx.principal, time.perf_counter(), time.time())
+        candidate's (endpoint "canary_check")."""
         try:
-            plan = self.planner.plan(req.model, req.body, canary=False)
-            outcome = await call_with_fallback(plan.groups, self._call(check, "chat", req), self.policy,
-                                               self.planner.inflight, guard=plan.guard)
-        except HedgewayError as exc:
-            self.failed(check, "canary_check", req.model, exc, False)
+            outcome, _ = await self._again(ctx, "canary_check", req.model, req, canary=False)
+        except HedgewayError:
             return
-        self._record(check, "canary_check", req.model, 200, **self._usage_fields(check, outcome, outcome.result.usage))
         self.canaries.agreed(ctx.route["canary"], rouge_l(answer_text(answer), answer_text(outcome.result.body)))
+
+    async def _shadow(self, ctx: RequestContext, req: ChatRequest, spec: ShadowIn, primary: Answer) -> None:
+        """A shadow copy (endpoint "shadow") to `spec.candidate`, compared with the user's answer."""
+        started = time.perf_counter()
+        try:
+            try:
+                outcome, fields = await self._again(ctx, "shadow", spec.candidate, req)
+                shadow = Answer(outcome.deployment.id, _ms(time.perf_counter() - started), fields["cost"],
+                                outcome.result.body)
+            except HedgewayError as exc:
+                shadow = Answer(getattr(exc, "deployment", None), _ms(time.perf_counter() - started), Decimal(0),
+                                None, type(exc).__name__)
+            await self.shadows.compare(spec, ctx.request_id, primary, shadow)
+        finally:
+            self.shadows.release(spec)
 
     def _background(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -337,60 +385,6 @@ class Gateway:
         if self.tracer is not None:
             self.tracer.close()
         self.canaries.close()
+        if self.shadows is not None:
+            self.shadows.close()
         self.ledger.close()
-
-
-# Sampling parameters every OpenAI-compatible upstream types the same way, checked here so a wrong type or an
-# absurd value is a clear 400 from the gateway whatever the deployment (http/openapi.py documents them).
-INT_PARAMS = {"n": (1, 128), "max_tokens": (1, 2**31 - 1), "max_completion_tokens": (1, 2**31 - 1),
-              "top_logprobs": (0, 20)}
-NUMBER_PARAMS = {"temperature": (0, 2), "top_p": (0, 1), "presence_penalty": (-2, 2), "frequency_penalty": (-2, 2)}
-
-
-_RULES = {**{k: ((int,), "an integer", lo, hi) for k, (lo, hi) in INT_PARAMS.items()},
-          **{k: ((int, float), "a number", lo, hi) for k, (lo, hi) in NUMBER_PARAMS.items()}}
-
-
-def _check_params(body: dict[str, Any]) -> None:
-    for name, v in body.items():  # a few keys: cheaper than looking up every rule
-        rule = _RULES.get(name)
-        if rule is not None and v is not None and (type(v) not in rule[0] or not rule[2] <= v <= rule[3]):
-            raise InvalidRequest(f"'{name}' must be {rule[1]} from {rule[2]} to {rule[3]}", param=name,
-                                 code="invalid_value")
-    for m in body["messages"]:
-        if type(m) is not dict or type(m.get("role")) is not str:
-            raise InvalidRequest("each message must be an object with a string 'role'", param="messages",
-                                 code="invalid_type")
-
-
-def parse_chat(body: Any, cache_control: str | None = None) -> ChatRequest:
-    """Validate the parts of an OpenAI chat request the gateway relies on; the rest passes through.
-    Hedgeway's own `cache` field (per-request cache control) is taken out of the body, and a
-    `Cache-Control: no-cache | no-store` request header is folded into it."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", param="model", code="missing_required_parameter")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("'messages' is a required property and must be a non-empty array",
-                             param="messages", code="missing_required_parameter" if messages is None else "invalid_type")
-    _check_params(body)
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise InvalidRequest("'stream' must be a boolean", param="stream", code="invalid_type")
-    opts = body.get("stream_options")
-    include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
-    cache = body.pop("cache", None)
-    if cache is not None and not isinstance(cache, dict):
-        raise InvalidRequest("'cache' must be an object, e.g. {\"no_cache\": true} or {\"ttl\": 60}",
-                             param="cache", code="invalid_type")
-    if cache_control:
-        directives = {d.strip().lower() for d in cache_control.split(",")}
-        cache = dict(cache or ())
-        if "no-store" in directives:
-            cache["no_store"] = True
-        if "no-cache" in directives:
-            cache["no_cache"] = True
-    return ChatRequest(model=model, body=body, stream=stream, include_usage=include_usage, cache=cache)

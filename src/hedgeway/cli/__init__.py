@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "canary": "canary",
     "cache": "cache",
     "eval": "eval",
+    "shadow": "shadow",
 }
 
 

@@ -186,6 +186,27 @@ SQLITE: list[Step] = [
             PRIMARY KEY (run, case_id, scorer)
         )""",
     )),
+    # Shadow traffic (hedgeway.shadow): one row per copied request, the two answers compared.
+    Step("010_shadow_results", (
+        """CREATE TABLE shadow_results (
+            request_id TEXT PRIMARY KEY,
+            ts REAL NOT NULL,
+            model TEXT NOT NULL,
+            candidate TEXT NOT NULL,
+            primary_deployment TEXT,
+            shadow_deployment TEXT,
+            primary_latency_ms REAL NOT NULL,
+            shadow_latency_ms REAL NOT NULL,
+            primary_cost TEXT NOT NULL,
+            shadow_cost TEXT NOT NULL,
+            rouge_l REAL,
+            similarity REAL,
+            error TEXT,
+            primary_answer TEXT,
+            shadow_answer TEXT
+        )""",
+        "CREATE INDEX shadow_results_ts ON shadow_results (ts)",
+    )),
 ]
 
 POSTGRES: list[Step] = [
@@ -346,6 +367,27 @@ POSTGRES: list[Step] = [
             detail TEXT,
             PRIMARY KEY (run, case_id, scorer)
         )""",
+    )),
+    # Shadow traffic (hedgeway.shadow): one row per copied request, the two answers compared.
+    Step("010_shadow_results", (
+        """CREATE TABLE shadow_results (
+            request_id TEXT PRIMARY KEY,
+            ts DOUBLE PRECISION NOT NULL,
+            model TEXT NOT NULL,
+            candidate TEXT NOT NULL,
+            primary_deployment TEXT,
+            shadow_deployment TEXT,
+            primary_latency_ms DOUBLE PRECISION NOT NULL,
+            shadow_latency_ms DOUBLE PRECISION NOT NULL,
+            primary_cost NUMERIC(24, 12) NOT NULL,
+            shadow_cost NUMERIC(24, 12) NOT NULL,
+            rouge_l DOUBLE PRECISION,
+            similarity DOUBLE PRECISION,
+            error TEXT,
+            primary_answer TEXT,
+            shadow_answer TEXT
+        )""",
+        "CREATE INDEX shadow_results_ts ON shadow_results (ts)",
     )),
 ]
 
