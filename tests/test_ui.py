@@ -2,7 +2,8 @@
 endpoints' numbers checked against the ledger's rows summed here with Decimal; the page driven in a real
 headless Chromium (Debian `chromium` + `chromium-driver`, through Selenium): it loads with the key,
 charts render the seeded data, filters change what is shown, and the browser logs no console error.
-The Chromium run also writes docs/ui.png (the README's screenshot)."""
+`HEDGEWAY_SCREENSHOT=docs/ui.png python -m pytest tests/test_ui.py` also refreshes the README's screenshot
+(otherwise it goes to a temporary directory: a test run never changes the checkout)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from hedgeway.ledger import Record, SQLiteStore
 from hedgeway.ledger.dashboard import Dashboard
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "ui.png"
 DAY = 86400
 
 
@@ -263,7 +263,7 @@ def _severe(driver) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def test_page_renders_seeded_data(ui, browser):
+def test_page_renders_seeded_data(ui, browser, tmp_path):
     gw, rows = ui
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -313,9 +313,9 @@ def test_page_renders_seeded_data(ui, browser):
     _loaded(browser, t)
     time.sleep(0.2)  # the second change's refresh
     assert _severe(browser) == []
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    shot = Path(os.environ.get("HEDGEWAY_SCREENSHOT") or tmp_path / "ui.png")
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
 
 
 def test_page_rejects_a_wrong_key(ui, browser):
