@@ -8,16 +8,10 @@ import types
 import numpy as np
 import pytest
 
+from hedgeway.canary.quality import lcs_len
 from hedgeway.errors import ConfigError
 from hedgeway.evals.dataset import Case
-from hedgeway.evals.scorers import (
-    SCORERS,
-    Env,
-    lcs_len,
-    parse_judge,
-    rouge_l_f1,
-    score_case,
-)
+from hedgeway.evals.scorers import SCORERS, Env, parse_judge, rouge_l_f1, score_case
 
 
 def case(**kw) -> Case:

@@ -12,17 +12,23 @@ import orjson
 _WORD = re.compile(r"\w+")
 
 
-def rouge_l(a: str, b: str) -> float:
-    x, y = _WORD.findall(a.lower()), _WORD.findall(b.lower())
-    if not x or not y:
-        return float(x == y)
+def lcs_len(x: list[str], y: list[str]) -> int:
+    """Length of the longest common subsequence (O(len(x)·len(y)) time, O(len(y)) memory)."""
     prev = [0] * (len(y) + 1)
     for tok in x:
         cur = [0]
         for j, other in enumerate(y):
             cur.append(prev[j] + 1 if tok == other else max(prev[j + 1], cur[j]))
         prev = cur
-    lcs = prev[-1]
+    return prev[-1]
+
+
+def rouge_l(a: str, b: str) -> float:
+    """ROUGE-L F1 of two texts (1.0 for two empty ones)."""
+    x, y = _WORD.findall(a.lower()), _WORD.findall(b.lower())
+    if not x or not y:
+        return float(x == y)
+    lcs = lcs_len(x, y)
     if lcs == 0:
         return 0.0
     precision, recall = lcs / len(x), lcs / len(y)

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from hedgeway.canary.quality import rouge_l as rouge_l_f1  # one ROUGE-L for canaries, shadows and evals
 from hedgeway.errors import ConfigError
 from hedgeway.evals.dataset import Case
 from hedgeway.evals.store import Score
 
-_WORD = re.compile(r"\w+")
 _FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 _JUDGE_SCORE = re.compile(r"^\s*score\s*:\s*(10|[1-9])\s*(?:/\s*10)?\s*$", re.IGNORECASE)
 
@@ -57,28 +57,6 @@ class Env:
 
 
 Scorer = Callable[[str, Case, dict[str, Any], Env], Awaitable["Score | None"]]
-
-
-def lcs_len(x: list[str], y: list[str]) -> int:
-    """Length of the longest common subsequence (O(len(x)·len(y)) time, O(len(y)) memory)."""
-    prev = [0] * (len(y) + 1)
-    for tok in x:
-        cur = [0]
-        for j, other in enumerate(y):
-            cur.append(prev[j] + 1 if tok == other else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
-
-
-def rouge_l_f1(candidate: str, reference: str) -> float:
-    x, y = _WORD.findall(candidate.lower()), _WORD.findall(reference.lower())
-    if not x or not y:
-        return float(x == y)
-    lcs = lcs_len(x, y)
-    if lcs == 0:
-        return 0.0
-    p, r = lcs / len(x), lcs / len(y)
-    return 2 * p * r / (p + r)
 
 
 async def exact(output: str, case: Case, s: dict[str, Any], env: Env) -> Score | None:

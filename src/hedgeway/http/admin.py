@@ -44,7 +44,8 @@ def _body(request: Request) -> Any:
                              code="invalid_json") from None
 
 
-def _query(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
+def query_params(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query string as a dict; InvalidRequest naming any parameter not in `allowed`."""
     params = dict(parse_qsl(request.query, keep_blank_values=True))
     for name in params:
         if name not in allowed:
@@ -105,7 +106,7 @@ class Admin:
         return _json({**views.key_view(row), "key": secret}, 201)
 
     async def list_keys(self, request: Request) -> Response:
-        q = _query(request, ("user", "team"))
+        q = query_params(request, ("user", "team"))
         rows = await asyncio.to_thread(self.ring.store.list_keys, q.get("user"), q.get("team"))
         return _json({"object": "list", "data": [views.key_view(r) for r in rows]})
 
@@ -153,7 +154,7 @@ class Admin:
 
     # --- spend ---
     async def spend(self, request: Request) -> Response:
-        q = _query(request, ("by", "period", "since"))
+        q = query_params(request, ("by", "period", "since"))
         by = [b for b in q.get("by", "model").split(",") if b]
         period = q.get("period", "total")
         try:

@@ -18,12 +18,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 
 from hedgeway.auth import MASTER, bearer
 from hedgeway.errors import InvalidRequest, MethodNotAllowed, NotFound, PermissionDenied
+from hedgeway.http.admin import query_params
 from hedgeway.http.server import Request, Response
 from hedgeway.keys.views import PERIODS, since_epoch
 from hedgeway.ledger.dashboard import GROUPS, Dashboard
@@ -42,15 +42,6 @@ _SECURITY = {"cache-control": "no-store", "x-content-type-options": "nosniff",
 def _assets() -> dict[str, bytes]:
     root = resources.files("hedgeway") / "data" / "ui"
     return {name: (root / name).read_bytes() for name in ASSETS}
-
-
-def _query(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
-    params = dict(parse_qsl(request.query, keep_blank_values=True))
-    for name in params:
-        if name not in allowed:
-            raise InvalidRequest(f"unknown query parameter {name[:50]!r}; allowed: {', '.join(allowed)}",
-                                 param=name[:50])
-    return params
 
 
 def _choice(params: dict[str, str], name: str, default: str, allowed: Any) -> str:
@@ -137,4 +128,4 @@ class UI:
 
 
 def _query_for(request: Request) -> dict[str, str]:
-    return _query(request, ("by", "period", "since"))
+    return query_params(request, ("by", "period", "since"))
