@@ -66,7 +66,7 @@ def run_mock(port: int, delay_ms: float) -> None:
 class Cluster:
     """The mock and `replicas` gateways, started with `limits` (None: no limits section); stopped by pid."""
 
-    def __init__(self, replicas: int, limits: dict | None, delay_ms: float = 0):
+    def __init__(self, replicas: int, limits: dict | None, delay_ms: float = 0, upstream: str | None = None):
         self.tag = uuid.uuid4().hex[:10]
         self.schema, self.prefix = f"hw_bench_{self.tag}", f"hwbench-{self.tag}:"
         self.replicas, self.delay = replicas, delay_ms
@@ -74,7 +74,7 @@ class Cluster:
                "ledger": {"url": f"{PG}?schema={self.schema}"},
                "models": [{"name": "fast", "deployments": [{
                    "provider": "openai", "model": "gpt-bench", "api_key": "sk-dummy", "price": PRICE,
-                   "api_base": f"http://127.0.0.1:{MOCK_PORT}/v1"}]}]}
+                   "api_base": upstream or f"http://127.0.0.1:{MOCK_PORT}/v1"}]}]}
         if limits is not None:
             cfg["limits"] = {"backend": "redis", "redis": {"url": REDIS, "prefix": self.prefix}, **limits}
         self.dir = tempfile.mkdtemp(prefix="hw-bench-")

@@ -69,7 +69,7 @@ def test_cli_compare_exit_codes_and_report(tmp_path, capsys):
     report = tmp_path / "r.md"
     assert main(["eval", "compare", "base", "same", "--db", db, "--report", str(report)]) == 0
     text = report.read_text()
-    assert "**PASS**" in text and "| exact | 20 | 1.000 [1.000, 1.000]" in text and "| base | 20 | 0 | 0.020 |" in text
+    assert "**PASS**" in text and "| exact | 20 | 1.000 [1.000, 1.000]" in text and "| base | 20 | 0 | 0.020000 |" in text
     assert "llm_judge: no case scored in both runs (unscored: baseline 20, candidate 20)" in text
     assert main(["eval", "compare", "base", "worse", "--db", db]) == 1
     out = capsys.readouterr().out

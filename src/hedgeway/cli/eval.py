@@ -195,7 +195,7 @@ def _costs(base: list[dict], cand: list[dict], bname: str, cname: str) -> str:
     for name, rows in ((bname, base), (cname, cand)):
         cost = sum((r["cost"] for r in rows if r["cost"] is not None), Decimal(0))
         p50 = statistics.median([r["latency_ms"] for r in rows]) if rows else 0.0
-        lines.append(f"| {name} | {len(rows)} | {sum(1 for r in rows if r['error'])} | {cost:f} | {p50:.0f} | "
+        lines.append(f"| {name} | {len(rows)} | {sum(1 for r in rows if r['error'])} | {cost:.6f} | {p50:.0f} | "
                      f"{sum(r['completion_tokens'] for r in rows)} |")
     return "\n".join(lines) + "\n"
 
