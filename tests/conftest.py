@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections import Counter
 
 import orjson
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from hedgeway.config import from_dict
 from hedgeway.http.background import BackgroundGateway
+from hedgeway.ledger import open_store
 
 MASTER = "sk-hedgeway-test-master"
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
@@ -202,3 +204,15 @@ def require_service(name: str, reason: str):
     if os.environ.get("CI") == "true":
         pytest.fail(f"{name} is required in CI: {reason}")
     pytest.skip(f"{name} not reachable: {reason}")
+
+
+def records(ledger_url: str, n: int, timeout: float = 5.0) -> list:
+    """Ledger rows once `n` have been written, or what is there after `timeout` s (the writer is
+    asynchronous by design)."""
+    store, deadline = open_store(ledger_url), time.time() + timeout
+    try:
+        while len(rows := store.records()) < n and time.time() < deadline:
+            time.sleep(0.05)
+        return rows
+    finally:
+        store.close()

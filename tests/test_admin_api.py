@@ -15,11 +15,10 @@ from urllib.parse import urlsplit
 import openai
 import pytest
 
-from conftest import MASTER, gateway_config
+from conftest import MASTER, gateway_config, records
 from hedgeway.config import from_dict
 from hedgeway.http.background import BackgroundGateway
 from hedgeway.keys.views import PERIODS
-from hedgeway.ledger import open_store
 from test_ledger_postgres import pg_admin  # noqa: F401  (the shared PostgreSQL fixture)
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -48,19 +47,6 @@ def chat_status(gw, key: str) -> int:
         return 200
     except openai.APIStatusError as exc:
         return exc.status_code
-
-
-def records(url: str, n: int, timeout: float = 5.0):
-    store = open_store(url)
-    deadline = time.time() + timeout
-    try:
-        while True:
-            rows = store.records()
-            if len(rows) >= n or time.time() > deadline:
-                return rows
-            time.sleep(0.05)
-    finally:
-        store.close()
 
 
 @pytest.fixture

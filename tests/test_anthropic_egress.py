@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import time
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -14,12 +13,11 @@ import openai
 import orjson
 import pytest
 
-from conftest import MASTER, UPSTREAM_KEY
+from conftest import MASTER, UPSTREAM_KEY, records
 from fake_anthropic import FakeAnthropic, ScriptedBody
 from hedgeway.config import from_dict
 from hedgeway.errors import ConfigError, InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamRejected
 from hedgeway.http.background import BackgroundGateway
-from hedgeway.ledger import open_store
 from hedgeway.providers.anthropic import AnthropicProvider, translate
 from hedgeway.providers.anthropic_stream import StreamTranslator
 from hedgeway.providers.base import upstream_failure
@@ -67,17 +65,6 @@ def config(base: str, ledger_url: str) -> dict:
 def client(fake, ledger_url):
     with BackgroundGateway(from_dict(config(fake.base_url, ledger_url))) as gw:
         yield openai.OpenAI(base_url=gw.base_url, api_key=MASTER, max_retries=0, timeout=10)
-
-
-def records(ledger_url, n, timeout=5.0):
-    """Ledger rows once `n` have been written (the writer is asynchronous by design)."""
-    store, deadline = open_store(ledger_url), time.time() + timeout
-    try:
-        while len(rows := store.records()) < n and time.time() < deadline:
-            time.sleep(0.05)
-        return rows
-    finally:
-        store.close()
 
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",

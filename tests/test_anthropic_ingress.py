@@ -7,21 +7,19 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import time
 from urllib.parse import urlsplit
 
 import anthropic
 import orjson
 import pytest
 
-from conftest import MASTER, gateway_config
+from conftest import MASTER, gateway_config, records
 from fake_openai_scenarios import ARGS, ScenarioOpenAI
 from hedgeway.config import from_dict
 from hedgeway.errors import InvalidRequest
 from hedgeway.http.background import BackgroundGateway
 from hedgeway.ingress.anthropic import to_openai
 from hedgeway.ingress.anthropic_stream import StreamTranslator
-from hedgeway.ledger import open_store
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 WEATHER = {"name": "get_weather", "description": "Weather for a city",
@@ -86,19 +84,6 @@ def sse_events(data: bytes) -> list[tuple[str, dict]]:
 def kind(err) -> str:
     """The Anthropic error type of a raised SDK error (read from the body: works with every SDK version)."""
     return err.value.body["error"]["type"]
-
-
-def records(ledger_url, n, timeout=5.0):
-    store = open_store(ledger_url)
-    deadline = time.time() + timeout
-    try:
-        while True:
-            rows = store.records()
-            if len(rows) >= n or time.time() > deadline:
-                return rows
-            time.sleep(0.05)
-    finally:
-        store.close()
 
 
 # --- complete messages ---

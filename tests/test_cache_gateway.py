@@ -9,13 +9,12 @@ from decimal import Decimal
 
 import openai
 import pytest
-from conftest import MASTER, gateway_config
+from conftest import MASTER, gateway_config, records
 
 from hedgeway.config import from_dict
 from hedgeway.http.background import BackgroundGateway
 from hedgeway.keys import KeyStore
 from hedgeway.keys.schema import KeyCreate, OwnerCreate, parse
-from hedgeway.ledger import open_store
 
 pytest.importorskip("onnxruntime")
 
@@ -49,19 +48,6 @@ def ask(client, text, model="gpt-4o-mini", system=None, **kw):
 
 def settle():
     time.sleep(0.15)  # stores run after the response, as background tasks
-
-
-def records(url, n, timeout=5.0):
-    store = open_store(url)
-    deadline = time.time() + timeout
-    try:
-        while True:
-            rows = store.records()
-            if len(rows) >= n or time.time() > deadline:
-                return rows
-            time.sleep(0.05)
-    finally:
-        store.close()
 
 
 def test_exact_hit_skips_upstream_and_ledger_records_saving(gw, upstream, ledger_url):

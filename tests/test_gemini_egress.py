@@ -4,19 +4,17 @@ on loopback (tests/fake_gemini.py). Plus the translator and config seams."""
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 
 import openai
 import orjson
 import pytest
 
-from conftest import MASTER, UPSTREAM_KEY
+from conftest import MASTER, UPSTREAM_KEY, records
 from fake_gemini import FakeGemini
 from hedgeway.config import from_dict
 from hedgeway.errors import ConfigError, InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamRejected
 from hedgeway.http.background import BackgroundGateway
-from hedgeway.ledger import open_store
 from hedgeway.providers.gemini import translate
 from hedgeway.providers.gemini_stream import StreamTranslator, gemini_failure
 from hedgeway.sse import UsageTap
@@ -61,16 +59,6 @@ def config(base: str, ledger_url: str) -> dict:
 def client(fake, ledger_url):
     with BackgroundGateway(from_dict(config(fake.base_url, ledger_url))) as gw:
         yield openai.OpenAI(base_url=gw.base_url, api_key=MASTER, max_retries=0, timeout=10)
-
-
-def records(ledger_url, n, timeout=5.0):
-    store, deadline = open_store(ledger_url), time.time() + timeout
-    try:
-        while len(rows := store.records()) < n and time.time() < deadline:
-            time.sleep(0.05)
-        return rows
-    finally:
-        store.close()
 
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",

@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 import openai
 import pytest
 
-from conftest import MASTER, UPSTREAM_KEY
-from hedgeway.ledger import open_store
+from conftest import MASTER, UPSTREAM_KEY, records
 
 
 def raw(gateway, method: str, path: str, body: bytes = b"", headers: dict | None = None):
@@ -24,20 +23,6 @@ def raw(gateway, method: str, path: str, body: bytes = b"", headers: dict | None
     data = resp.read()
     conn.close()
     return resp.status, dict(resp.getheaders()), data
-
-
-def records(ledger_url, n, timeout=5.0):
-    """Ledger rows once `n` have been written (the writer is asynchronous by design)."""
-    store = open_store(ledger_url)
-    deadline = time.time() + timeout
-    try:
-        while True:
-            rows = store.records()
-            if len(rows) >= n or time.time() > deadline:
-                return rows
-            time.sleep(0.05)
-    finally:
-        store.close()
 
 
 def test_chat_passes_everything_through_and_labels_the_answer(client, upstream):
