@@ -5,8 +5,9 @@
 The gateway runs in a child process (the real server, simulated upstreams, a SQLite ledger) with a
 sampler on its own event loop that records every 10 s: RSS, open file descriptors, asyncio tasks, ledger
 backlog. This process sends a steady open-loop mix at `--rate` requests/s over keep-alive connections:
-40% plain chat, 25% streams, 15% a model whose primary fails 20% of the time (fallbacks), 10% unknown
-model (404), 10% invalid body (400) — and records each request's latency, so every 10-s window has a p99.
+30% plain chat, 25% streams, 15% a model whose primary fails 20% of the time (fallbacks), 10% a cached
+model (exact and semantic hits on 200 recurring questions in three wordings, 20% fresh questions that
+keep the cache's LRU bound of 2,000 entries evicting), 10% unknown model (404), 10% invalid body (400) — and records each request's latency, so every 10-s window has a p99.
 
 Writes <out>.json (samples), <out>.svg (the chart) and prints the verdict: growth of RSS, tasks and
 non-socket file descriptors between just after warm-up (mean of the 20-30% window) and the end (mean of
@@ -78,12 +79,23 @@ def config(ledger: str) -> dict:
                              "settings": {"ttft_ms": 20, "tokens_per_second": 400, "max_output_tokens": 40, **s}}
     return {"auth": {"master_key": MASTER}, "ledger": {"url": ledger, "spool_path": None},
             "routing": {"num_retries": 0, "fallbacks": {"flaky": ["chat"]}},
+            "cache": {"embedder": "minilm", "threshold": 0.95, "max_entries": 2000,
+                      "models": {"cached": {"enabled": True}}},
             "models": [{"name": "chat", "deployments": [sim("sim-chat")]},
-                       {"name": "flaky", "deployments": [sim("sim-flaky", failure_rate=0.2)]}]}
+                       {"name": "flaky", "deployments": [sim("sim-flaky", failure_rate=0.2)]},
+                       {"name": "cached", "deployments": [sim("sim-cached")]}]}
 
 
-MIX = [(0.40, "chat", False, True), (0.25, "chat", True, True), (0.15, "flaky", False, True),
-       (0.10, "nope", False, True), (0.10, "chat", False, False)]
+MIX = [(0.30, "chat", False, True), (0.25, "chat", True, True), (0.15, "flaky", False, True),
+       (0.10, "cached", False, True), (0.10, "nope", False, True), (0.10, "chat", False, False)]
+WORDINGS = ["How do I reset the password of account {k}?", "how do i reset the password of account {k}",
+            "Please, how do I reset the password of account {k}?"]
+
+
+def question(model: str) -> str:
+    if model != "cached" or random.random() < 0.2:
+        return f"soak {random.random()}"
+    return random.choice(WORDINGS).format(k=random.randrange(200))
 
 
 def pick() -> tuple[str, bool, bool]:
@@ -97,7 +109,7 @@ def pick() -> tuple[str, bool, bool]:
 
 async def one(reader, writer, model: str, stream: bool, valid: bool) -> None:
     body = orjson.dumps({"model": model, "stream": stream, "max_tokens": 20,
-                         "messages": [{"role": "user", "content": f"soak {random.random()}"}]}) if valid else b"{"
+                         "messages": [{"role": "user", "content": question(model)}]}) if valid else b"{"
     writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + MASTER.encode()
                  + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
                  + b"\r\n\r\n" + body)
@@ -210,6 +222,10 @@ def main() -> int:
         s["files"] = s["fds"] - s["sockets"]  # everything but sockets: ledger, logs, pipes, epoll
         s["client_conns"] = next(c for t, c in reversed(conns) if t <= s["t"])
         s["other_sockets"] = s["sockets"] - s["client_conns"]  # the listener etc.: must stay flat
+    import sqlite3
+
+    with sqlite3.connect(ledger.removeprefix("sqlite:///")) as db:  # the cache's outcomes, from the ledger
+        cache = dict(db.execute("SELECT cache, count(*) FROM requests WHERE cache IS NOT NULL GROUP BY cache"))
     n = len(samples)
     # Means over a window, not single samples: tasks and fds move with the requests in flight.
     mean = lambda part, k: sum(s[k] for s in part) / len(part)  # noqa: E731
@@ -224,7 +240,7 @@ def main() -> int:
                "client_conns_first_last": [warm[0]["client_conns"], samples[-1]["client_conns"]],
                "other_sockets_range": [min(s["other_sockets"] for s in samples[1:]),
                                        max(s["other_sockets"] for s in samples[1:])],
-               "ok": all(v < 5 for v in growth.values())}
+               "cache_outcomes": cache, "ok": all(v < 5 for v in growth.values())}
     Path(f"{out}.json").write_text(json.dumps({"verdict": verdict, "samples": samples}, indent=1))
     svg(samples, Path(f"{out}.svg"))
     print(json.dumps(verdict))

@@ -123,6 +123,21 @@ def test_a_failing_candidate_never_fails_the_user(tmp_path):
     assert len(failed) == 3 and all(r.status >= 500 for r in failed)
 
 
+def test_a_comparison_that_cannot_be_stored_is_counted_and_the_user_unaffected(tmp_path):
+    path = tmp_path / "s.db"
+    with BackgroundGateway(from_dict(config(f"sqlite:///{path}", sim("llama-70b")))) as gw:
+        send(gw, 1)
+        assert len(results(path, 1)) == 1
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TABLE shadow_results")  # the database loses the table under the gateway
+        answers = send(gw, 2)
+        deadline = time.monotonic() + 5
+        while 'outcome="unstored"} 2' not in (scrape := _metrics(gw)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(answers) == 2 and all(text for _, text in answers)
+    assert 'outcome="unstored"} 2' in scrape and 'outcome="compared"} 1' in scrape
+
+
 def test_copies_beyond_max_in_flight_are_skipped_not_queued(tmp_path):
     path = tmp_path / "s.db"
     cfg = config(f"sqlite:///{path}", sim("llama-70b", ttft_ms=600), max_in_flight=1)

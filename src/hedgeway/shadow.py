@@ -22,6 +22,7 @@ candidate's error if it failed, and both answers unless `keep_answers: false`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import statistics
 import time
@@ -35,6 +36,7 @@ from pydantic import Field
 from hedgeway.canary.quality import answer_text, rouge_l
 from hedgeway.strict import Strict
 
+log = logging.getLogger("hedgeway.shadow")
 MAX_ANSWER_CHARS = 4000  # what a report needs to show a disagreement, not a transcript store
 
 
@@ -101,24 +103,32 @@ class Shadows:
         self.in_flight[id(spec)] -= 1
 
     async def compare(self, spec: ShadowIn, request_id: str, primary: Answer, shadow: Answer) -> None:
-        """Score the two answers and store the comparison (the database write runs off the event loop)."""
-        a = answer_text(primary.body or b"")
-        b = answer_text(shadow.body) if shadow.body is not None else None
-        rouge = similarity = None
-        if b is not None:
-            rouge = rouge_l(a, b)
-            if spec.embedder != "none":
-                vecs = await self._embedder(spec.embedder).embed([a, b])
-                similarity = max(0.0, min(1.0, float(vecs[0] @ vecs[1])))
+        """Score the two answers and store the comparison (the database write runs off the event loop).
+        Never raises: a comparison that cannot be stored is logged and counted (`unstored`)."""
+        try:
+            a = answer_text(primary.body or b"")
+            b = answer_text(shadow.body) if shadow.body is not None else None
+            rouge = similarity = None
+            if b is not None:
+                rouge = rouge_l(a, b)
+                if spec.embedder != "none":
+                    vecs = await self._embedder(spec.embedder).embed([a, b])
+                    similarity = max(0.0, min(1.0, float(vecs[0] @ vecs[1])))
+            keep = (lambda t: t[:MAX_ANSWER_CHARS]) if spec.keep_answers else (lambda t: None)
+            row = (request_id, time.time(), spec.model, spec.candidate, primary.deployment, shadow.deployment,
+                   primary.latency_ms, shadow.latency_ms, str(primary.cost), str(shadow.cost), rouge, similarity,
+                   shadow.error, keep(a), keep(b) if b is not None else None)
+            await asyncio.to_thread(self._write, row)
+        except Exception as exc:  # noqa: BLE001 - a shadow must never surface; the count and log say it failed
+            log.warning("shadow %s -> %s: comparison for %s not stored (%s)", spec.model, spec.candidate,
+                        request_id, type(exc).__name__)
+            self._count(spec, "unstored")
+            return
+        if rouge is not None:
             pair = self.agreement.setdefault((spec.model, spec.candidate), [0.0, 0])
             pair[0] += rouge
             pair[1] += 1
         self._count(spec, "error" if shadow.error else "compared")
-        keep = (lambda s: s[:MAX_ANSWER_CHARS]) if spec.keep_answers else (lambda s: None)
-        row = (request_id, time.time(), spec.model, spec.candidate, primary.deployment, shadow.deployment,
-               primary.latency_ms, shadow.latency_ms, str(primary.cost), str(shadow.cost), rouge, similarity,
-               shadow.error, keep(a), keep(b) if b is not None else None)
-        await asyncio.to_thread(self._write, row)
 
     def _embedder(self, name: str):
         if name not in self._embedders:
@@ -169,7 +179,7 @@ class Shadows:
         return out
 
     def render_metrics(self) -> str:
-        lines = ["# HELP hedgeway_shadow_requests_total Shadow copies by outcome (compared, error, skipped).",
+        lines = ["# HELP hedgeway_shadow_requests_total Shadow copies by outcome (compared, error, skipped, unstored).",
                  "# TYPE hedgeway_shadow_requests_total counter"]
         lines += [f'hedgeway_shadow_requests_total{{model="{m}",candidate="{c}",outcome="{o}"}} {n}'
                   for (m, c, o), n in sorted(self.counts.items())]
