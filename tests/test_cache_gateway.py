@@ -80,6 +80,17 @@ def test_semantic_hit_with_similarity_header(gw, upstream):
     assert upstream.calls["ok-mini"] - before == 2
 
 
+def test_questions_that_differ_only_in_their_numbers_never_share_an_answer(gw, upstream):
+    c = sdk(gw)
+    assert ask(c, "How do I reset the password of account 17?", temperature=0)[0] == "miss"
+    settle()
+    assert ask(c, "how do i reset the password of account 17", temperature=0)[0] == "hit-semantic"
+    assert ask(c, "How do I reset the password of account 42?", temperature=0)[0] == "miss"  # ≈ 0.98 cosine
+    assert ask(c, "Refund 3 of the 5 orders", temperature=0)[0] == "miss"
+    settle()
+    assert ask(c, "Refund 5 of the 3 orders", temperature=0)[0] == "miss"  # same numbers, other order
+
+
 def test_wrong_hit_guards_miss(gw, upstream, ledger_url):
     store = KeyStore(ledger_url)
     store.migrate()

@@ -43,6 +43,10 @@ def test_fingerprint_is_the_context_without_the_last_user_turn():
     assert semantic_parts("t", a)[0] == semantic_parts("t", b)[0] != semantic_parts("t", c)[0]
     assert semantic_parts("t", a)[1] == "one"
     assert semantic_parts("t", req(temperature=0.2))[0] != semantic_parts("t", req())[0]
+    # the numbers of the last turn, in order, are context too
+    num = lambda text: semantic_parts("t", req(messages=[{"role": "user", "content": text}]))[0]  # noqa: E731
+    assert num("account 17, please") == num("the account 17") != num("account 42") != num("account 1.7")
+    assert num("3 of 5") != num("5 of 3") and num("no numbers") == num("none at all")
     # a tool/assistant continuation or an image turn has no semantic form
     assert semantic_parts("t", req(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])) is None
     assert semantic_parts("t", req(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}])) is None
