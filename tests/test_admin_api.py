@@ -137,7 +137,7 @@ def test_rotate_and_expiry(gw):
     assert call(gw, "GET", f"/admin/keys/{brief['id']}")[1]["status"] == "expired"
 
 
-def _revocation_reaches_the_other_replica(upstream, url: str) -> float:
+def _revocation_reaches_the_other_replica(upstream, url: str) -> None:
     cfg = from_dict(gateway_config(upstream.base_url, url))
     with BackgroundGateway(cfg) as a, BackgroundGateway(cfg) as b:
         created = make_key(a)
@@ -147,20 +147,17 @@ def _revocation_reaches_the_other_replica(upstream, url: str) -> float:
         assert call(a, "DELETE", f"/admin/keys/{created['id']}")[1]["status"] == "revoked"
         start = time.monotonic()
         assert chat_status(a, created["key"]) == 401  # the replica that revoked: at once
-        while chat_status(b, created["key"]) != 401:
-            assert time.monotonic() - start < 2
-        elapsed = time.monotonic() - start
+        while chat_status(b, created["key"]) != 401:  # the other: on its next poll (how soon: bench/)
+            assert time.monotonic() - start < 10, "the revocation never reached the other replica"
         status, out = call(b, "GET", "/v1/models", key=created["key"])
         assert "revoked" in out["error"]["message"]
-    assert elapsed < 1.0, elapsed
-    return elapsed
 
 
-def test_revocation_reaches_a_second_gateway_within_a_second_sqlite(upstream, ledger_url):
+def test_revocation_reaches_a_second_gateway_sqlite(upstream, ledger_url):
     _revocation_reaches_the_other_replica(upstream, ledger_url)
 
 
-def test_revocation_reaches_a_second_gateway_within_a_second_postgres(upstream, pg_admin):  # noqa: F811
+def test_revocation_reaches_a_second_gateway_postgres(upstream, pg_admin):  # noqa: F811
     url, admin = pg_admin
     schema = f"hw_admin_{uuid.uuid4().hex[:12]}"
     try:

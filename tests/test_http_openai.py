@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -113,13 +112,12 @@ def test_upstream_400_is_returned_not_retried(client, upstream):
 
 
 def test_upstream_timeout_is_504(client, ledger_url):
-    t0 = time.perf_counter()
+    # The upstream answers 200 after 3 s: a 504 after two attempts means the 0.5 s deadline cut both short.
     with pytest.raises(openai.APIStatusError) as err:
         client.chat.completions.create(model="slow", messages=[{"role": "user", "content": "x"}])
     assert err.value.status_code == 504 and err.value.body["type"] == "timeout_error"
-    assert time.perf_counter() - t0 < 2.5  # two attempts of 0.5 s, not the upstream's 3 s
     [rec] = records(ledger_url, 1)
-    assert rec.error_type == "AllDeploymentsFailed" and rec.status == 504
+    assert rec.error_type == "AllDeploymentsFailed" and rec.status == 504 and rec.attempts == 2
 
 
 def test_stream_cut_by_upstream_ends_with_error_event_and_is_recorded(client, ledger_url):
