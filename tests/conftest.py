@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-from collections import Counter
 
 import orjson
 import pytest
 from aiohttp import web
 
+from fake_server import LoopbackServer
 from hedgeway.config import from_dict
 from hedgeway.http.background import BackgroundGateway
 from hedgeway.ledger import open_store
@@ -33,45 +32,15 @@ MASTER = "sk-hedgeway-test-master"
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 
 
-class FakeOpenAI:
-    def __init__(self):
-        self.calls: Counter[str] = Counter()
-        self.requests: list[dict] = []  # every JSON body received, in order
-        self.headers: list[dict] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+class FakeOpenAI(LoopbackServer):
+    path_prefix = "/v1"
 
-    def _run(self):
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._started.set()
-        self._loop.run_forever()
-
-    def start(self):
-        self._thread.start()
-        self._started.wait(10)
-        return self
-
-    def stop(self):
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     async def _common(self, request: web.Request):
-        body = await request.json()
-        self.requests.append(body)
-        self.headers.append(dict(request.headers))
+        body = await self.received(request)
         model = body.get("model", "")
         self.calls[model] += 1
         if model == "fail-500":

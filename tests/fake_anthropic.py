@@ -19,12 +19,11 @@ It misbehaves on demand by the `model` it receives:
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections import Counter
 
 import orjson
 from aiohttp import web
+
+from fake_server import LoopbackServer
 
 USAGE = {"input_tokens": 11, "output_tokens": 7, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
 CACHED_USAGE = {"input_tokens": 50, "output_tokens": 20, "cache_read_input_tokens": 1000,
@@ -83,44 +82,12 @@ def answer(body: dict) -> tuple[list[dict], str]:
     return [{"type": "text", "text": "echo: " + text[:200]}], "end_turn"
 
 
-class FakeAnthropic:
-    def __init__(self):
-        self.calls: Counter[str] = Counter()
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+class FakeAnthropic(LoopbackServer):
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._started.set()
-        self._loop.run_forever()
-
-    def start(self):
-        self._thread.start()
-        self._started.wait(10)
-        return self
-
-    def stop(self):
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     async def messages(self, request: web.Request):
-        body = await request.json()
-        self.requests.append(body)
-        self.headers.append(dict(request.headers))
+        body = await self.received(request)
         model = body.get("model", "")
         self.calls[model] += 1
         if model in ERRORS:

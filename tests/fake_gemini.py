@@ -23,11 +23,11 @@ It misbehaves on demand by the model in the URL:
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections import Counter
 
 import orjson
 from aiohttp import web
+
+from fake_server import LoopbackServer
 
 USAGE = {"promptTokenCount": 12, "candidatesTokenCount": 5, "thoughtsTokenCount": 3,
          "cachedContentTokenCount": 4, "totalTokenCount": 20}
@@ -112,46 +112,17 @@ def answer_parts(body: dict) -> list[dict]:
     return [{"text": "echo: " + last_user_text(body)}]
 
 
-class FakeGemini:
+class FakeGemini(LoopbackServer):
     def __init__(self):
-        self.calls: Counter[str] = Counter()
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
+        super().__init__()
         self.urls: list[str] = []  # path + query of every request
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{target}", self.dispatch)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._started.set()
-        self._loop.run_forever()
-
-    def start(self):
-        self._thread.start()
-        self._started.wait(10)
-        return self
-
-    def stop(self):
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     async def dispatch(self, request: web.Request):
         model, _, method = request.match_info["target"].rpartition(":")
-        body = await request.json()
-        self.requests.append(body)
-        self.headers.append(dict(request.headers))
+        body = await self.received(request)
         self.urls.append(str(request.rel_url))
         self.calls[model] += 1
         if model in ERRORS:
