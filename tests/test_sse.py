@@ -47,3 +47,17 @@ def test_crlf_separated_streams_are_relayed():
     tap = UsageTap(keep_usage=False)
     out = relay(tap, stream, 10)
     assert out.count(b"data: ") == 3 and tap.usage.prompt_tokens == 9
+
+
+def test_frames_split_events_across_chunks_crlf_and_bound_the_tail():
+    from hedgeway.sse_frames import MAX_TAIL, Frames, data_of
+
+    f = Frames()
+    assert f.feed(b"event: a\r\ndata: {\"x\":1}\r") == []  # no separator yet; a CR at the very end
+    assert f.feed(b"\n\r\ndata: 2\n\n: comment\n\ndata: 3") == [b"event: a\ndata: {\"x\":1}", b"data: 2",
+                                                                  b": comment"]
+    assert f.rest() == b"data: 3" and f.rest() == b""
+    assert data_of(b"event: a\ndata: {\"x\":1}") == b' {"x":1}'
+    assert data_of(b"data: a\ndata: b") == b" a\n b" and data_of(b": comment") is None
+    big = b"data: " + b"x" * (MAX_TAIL + 1)
+    assert f.feed(big) == [big] and f.rest() == b""  # no separator ever: handed on, not hoarded

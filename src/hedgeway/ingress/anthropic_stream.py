@@ -27,6 +27,7 @@ import orjson
 
 from hedgeway.ingress.anthropic import Inbound
 from hedgeway.ingress.anthropic_reply import OPENAI_ERROR_TYPES, stop_reason, usage
+from hedgeway.sse_frames import Frames
 
 _TEXT_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,' \
               b'"delta":{"type":"text_delta","text":%b}}\n\n'
@@ -43,14 +44,14 @@ def event(name: str, data: dict[str, Any]) -> bytes:
 
 
 class StreamTranslator:
-    __slots__ = ("inbound", "msg_id", "done", "_buf", "_open", "_next", "_tools", "_finish", "_matched",
+    __slots__ = ("inbound", "msg_id", "done", "_frames", "_open", "_next", "_tools", "_finish", "_matched",
                  "_usage")
 
     def __init__(self, inbound: Inbound, msg_id: str):
         self.inbound = inbound
         self.msg_id = msg_id
         self.done = False  # message_stop or error sent: nothing more goes out
-        self._buf = b""
+        self._frames = Frames()
         self._open: Any = None  # the open block: "text", or the OpenAI tool-call index it translates
         self._next = 0  # index of the next Anthropic content block
         self._tools: dict[Any, int] = {}  # OpenAI tool-call index -> Anthropic block index
@@ -67,17 +68,12 @@ class StreamTranslator:
     def feed(self, chunk: bytes) -> bytes:
         if self.done:
             return b""
-        data = self._buf + chunk if self._buf else chunk
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
-        events = data.split(b"\n\n")
-        self._buf = events.pop()
-        out = [self._event(e) for e in events]
+        out = [self._event(e) for e in self._frames.feed(chunk)]
         return b"".join(out)
 
     def finish(self) -> bytes:
         """Close the message if the stream ended without `[DONE]` (a last event without separator counts)."""
-        tail, self._buf = self._buf, b""
+        tail = self._frames.rest()
         out = self._event(tail) if tail.strip() else b""
         return out + self._close()
 

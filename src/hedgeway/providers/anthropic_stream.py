@@ -19,6 +19,7 @@ import orjson
 
 from hedgeway.errors import UpstreamError
 from hedgeway.providers.base import upstream_failure
+from hedgeway.sse_frames import Frames, data_of
 from hedgeway.types import Usage
 
 # Anthropic stop_reason -> OpenAI finish_reason (unknown future reasons read as "stop").
@@ -84,7 +85,7 @@ def completion(msg: dict[str, Any]) -> tuple[bytes, Usage]:
 
 
 class StreamTranslator:
-    __slots__ = ("deployment", "redact", "done", "error", "_buf", "_head", "_prefix", "_tools", "_usage",
+    __slots__ = ("deployment", "redact", "done", "error", "_frames", "_head", "_prefix", "_tools", "_usage",
                  "_events", "_started", "_starts", "_deltas")
 
     def __init__(self, deployment: str, redact: Callable[[str], str]):
@@ -92,7 +93,7 @@ class StreamTranslator:
         self.redact = redact
         self.done = False
         self.error: UpstreamError | None = None
-        self._buf = b""
+        self._frames = Frames()
         self._prefix = b""  # `data: {"id":…,"model":…,"choices":[` once message_start arrived
         self._head = b""  # _prefix + `{"index":0,"delta":`
         self._tools: dict[int, int] = {}  # Anthropic content block index -> OpenAI tool_calls index
@@ -109,14 +110,9 @@ class StreamTranslator:
     def feed(self, data: bytes) -> bytes:
         if self.error is not None:
             return b""
-        buf = self._buf + data if self._buf else data
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
-        parts = buf.split(b"\n\n")
-        self._buf = parts.pop()
         out = []
-        for raw in parts:
-            payload = _data(raw)
+        for raw in self._frames.feed(data):
+            payload = data_of(raw)
             if payload is None:
                 continue
             try:
@@ -188,14 +184,3 @@ class StreamTranslator:
     def _error(self, event: dict) -> bytes:
         self.error = event_error(event, self.deployment, self.redact)
         return b""
-
-
-def _data(event: bytes) -> bytes | None:
-    """The `data:` payload of one SSE event, or None for comments and data-less blocks. Anthropic sends
-    one `event:` and one `data:` line; several `data:` lines are joined, as SSE says."""
-    _, found, payload = event.partition(b"data:")
-    if not found:
-        return None
-    if b"\ndata:" not in payload:
-        return payload
-    return b"\n".join(line[5:] for line in event.split(b"\n") if line.startswith(b"data:"))

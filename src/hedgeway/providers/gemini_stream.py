@@ -22,6 +22,7 @@ import orjson
 
 from hedgeway.errors import UpstreamError
 from hedgeway.providers.base import upstream_failure
+from hedgeway.sse_frames import Frames, data_of
 from hedgeway.types import Usage
 
 FILTERED = "content_filter"
@@ -110,14 +111,14 @@ def completion(resp: dict[str, Any], model: str) -> tuple[bytes, Usage]:
 
 
 class StreamTranslator:
-    __slots__ = ("deployment", "model", "redact", "error", "_buf", "_prefix", "_usage", "_finish", "_calls")
+    __slots__ = ("deployment", "model", "redact", "error", "_frames", "_prefix", "_usage", "_finish", "_calls")
 
     def __init__(self, deployment: str, model: str, redact: Callable[[str], str]):
         self.deployment = deployment
         self.model = model
         self.redact = redact
         self.error: UpstreamError | None = None
-        self._buf = b""
+        self._frames = Frames()
         self._prefix = b""  # `data: {"id":…,"model":…,"choices":[` once the first event arrived
         self._usage: dict[str, Any] | None = None
         self._finish: dict[int, str] = {}  # choice index -> OpenAI finish_reason
@@ -126,15 +127,10 @@ class StreamTranslator:
     def feed(self, data: bytes) -> bytes:
         if self.error is not None:
             return b""
-        buf = self._buf + data if self._buf else data
-        if b"\r" in buf:  # Google separates events with CRLF CRLF
-            buf = buf.replace(b"\r\n", b"\n")
-        events = buf.split(b"\n\n")
-        self._buf = events.pop()
         out = []
-        for raw in events:
-            _, found, payload = raw.partition(b"data:")
-            if not found:
+        for raw in self._frames.feed(data):  # Google separates events with CRLF CRLF
+            payload = data_of(raw)
+            if payload is None:
                 continue
             try:
                 event = orjson.loads(payload)
