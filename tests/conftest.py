@@ -16,7 +16,9 @@ upstream model name the gateway sends:
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
+import subprocess
 import time
 
 import orjson
@@ -185,3 +187,19 @@ def records(ledger_url: str, n: int, timeout: float = 5.0) -> list:
         return rows
     finally:
         store.close()
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Until the `hedgeway serve` process `proc` answers /readyz with 200 (fails if it exits or never does)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the gateway on {port} exited with {proc.returncode}"
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the gateway on {port} is not ready")

@@ -26,7 +26,7 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from conftest import MASTER, UPSTREAM_KEY, require_service
+from conftest import MASTER, UPSTREAM_KEY, require_service, wait_ready
 from test_limits_support import REDIS_URL, delete_prefix, free_port, redis_available, run
 
 PG_CANDIDATES = [os.environ.get("HEDGEWAY_TEST_PG_URL") or "postgresql://root@127.0.0.1:5432/test",
@@ -97,21 +97,6 @@ def _pg_admin():
     require_service("PostgreSQL", "; ".join(reasons))
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"replica on {port} exited with {proc.returncode}"
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"replica on {port} not ready")
-
-
 @pytest.fixture(scope="module")
 def cluster(upstream, tmp_path_factory):
     reason = redis_available()
@@ -151,7 +136,7 @@ def cluster(upstream, tmp_path_factory):
     lb = None
     try:
         for port, proc in zip(ports, procs):
-            _wait_ready(port, proc)
+            wait_ready(port, proc)
         lb = Balancer(ports)
         yield {"lb": lb, "procs": procs, "ports": ports, "admin": admin, "schema": schema, "root": root}
     finally:

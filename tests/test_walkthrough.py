@@ -5,7 +5,6 @@ copies the gpt-4o traffic made, and a canary that rolls itself back while every 
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import wait_ready
 from test_limits_support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,20 +24,6 @@ ENV = {**os.environ, "HEDGEWAY_MASTER_KEY": KEY}
 def hw(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hedgeway", *args], cwd=cwd, env=ENV, capture_output=True,
                           text=True, timeout=120)
-
-
-def wait_ready(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else proc.returncode
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("gateway not ready")
 
 
 def test_the_safe_change_walkthrough(tmp_path):
