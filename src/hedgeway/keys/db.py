@@ -10,13 +10,13 @@ into `%s`. A broken PostgreSQL connection is dropped and the next call reconnect
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from hedgeway.errors import ConfigError
 from hedgeway.ledger import migrations, redact_url, sqlite_path
+from hedgeway.ledger.sqlite import connect
 
 T = TypeVar("T")
 Query = Callable[..., Any]
@@ -30,10 +30,7 @@ class SQLiteDB:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-        self._conn.execute("PRAGMA busy_timeout = 5000")
-        if path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn = connect(path)
 
     def _tx(self, begin: str, fn: Callable[[Query], T]) -> T:
         with self._lock:

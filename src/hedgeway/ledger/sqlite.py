@@ -64,18 +64,22 @@ class _Median:
         return statistics.median(self.values) if self.values else None
 
 
-def _use_wal(conn: sqlite3.Connection, patience: float = 5.0) -> None:
-    """Switch the file to WAL (persistent, so usually a no-op read). SQLite answers "database is locked"
-    at once, without its busy handler, when another connection is creating the file or switching it too:
-    retry until `patience` runs out."""
-    deadline = time.monotonic() + patience
-    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+def connect(path: str) -> sqlite3.Connection:
+    """A connection as every Hedgeway SQLite user wants it: usable from any thread (callers serialise
+    with a lock), no implicit transactions, a 5 s busy timeout, and the file in WAL mode (readers never
+    block the writer). SQLite answers "database is locked" at once, without its busy handler, while another
+    connection creates the file or switches it to WAL too: the switch is retried for up to 5 s."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    deadline = time.monotonic() + 5.0
+    while path != ":memory:" and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         try:
             conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+    return conn
 
 
 class SQLiteStore:
@@ -89,11 +93,7 @@ class SQLiteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # isolation_level=None: no implicit transactions; every write opens its own explicitly.
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5.0)
-        self._conn.execute("PRAGMA busy_timeout = 5000")
-        if self.path != ":memory:":
-            _use_wal(self._conn)  # readers never block the writer
+        self._conn = connect(self.path)  # no implicit transactions: every write opens its own explicitly
         self._conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a power cut loses the last ms only
         self._conn.create_aggregate("dsum", 1, _DecimalSum)
         self._conn.create_aggregate("median", 1, _Median)
