@@ -104,7 +104,7 @@ def test_close_during_outage_spools_everything_and_the_next_process_replays_it(t
         writer.submit(rec(i))
     t0 = time.perf_counter()
     writer.close(timeout=10)  # SIGTERM while the database is down
-    assert time.perf_counter() - t0 < 2
+    assert time.perf_counter() - t0 < 8  # it spooled instead of waiting out the 10 s for the database
     assert _spool_bytes(tmp_path / "spool") > 0
     other = Spool(tmp_path / "spool", "ledger-b")  # another ledger's spool never adopts these
     assert not other.pending
