@@ -71,6 +71,22 @@ def test_apgr_cpt_on_known_curves():
     assert 0.4 < rand["apgr"] < 0.6 and rand["curve"][0][0] == 0 and rand["curve"][-1][0] == 100
 
 
+def test_apgr_interval_covers_the_estimate_and_narrows_with_more_prompts():
+    rng = np.random.default_rng(2)
+
+    def noisy_router(n):  # the score is the true gain plus noise: a decent, imperfect router
+        s, w = (rng.random(n) < 0.8).astype(float), (rng.random(n) < 0.6).astype(float)
+        return ev.evaluate_scores(s - w + rng.normal(0, 1, n), s, w)
+
+    small, large = noisy_router(200), noisy_router(5000)
+    for m in (small, large):
+        lo, hi = m["apgr_ci"]
+        assert lo < m["apgr"] < hi
+    assert large["apgr_ci"][1] - large["apgr_ci"][0] < (small["apgr_ci"][1] - small["apgr_ci"][0]) / 2
+    assert large["apgr_ci"][0] > 0.5  # better than random, and the interval says so
+    assert "95% CI" in ev.table({"b": {"r": small}})
+
+
 def test_score_cli_reads_strings_and_messages(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": "a", "prompt": "hello"}) + "\n" +
