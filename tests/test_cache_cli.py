@@ -52,3 +52,18 @@ def test_bench_replays_inserts_and_queries(tmp_path, capsys):
     assert rows["q2"] == {"id": "q2", "hit": True, "matched_id": "x", "similarity": 1.0}
     assert rows["q3"] == {"id": "q3", "hit": False, "matched_id": None, "similarity": None}
     assert "hit rate 0.6667" in capsys.readouterr().out
+
+
+def test_bench_inserts_every_line_near_duplicates_included(tmp_path):
+    # "could" and "do" score ≈ 0.99: the second line is a semantic hit on the first, and is still its own
+    # entry, so a query of its exact text gets its id (an identical line keeps the first line's entry)
+    a = write_jsonl(tmp_path / "a.jsonl", [{"id": 1, "prompt": "How do I reset my password?"},
+                                           {"id": 2, "prompt": "How could I reset my password?"},
+                                           {"id": 3, "prompt": "How do I reset my password?"}])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"id": "q", "prompt": "How could I reset my password?"},
+                                           {"id": "r", "prompt": "How do I reset my password?"}])
+    out = tmp_path / "r.jsonl"
+    assert main(["cache", "bench", "--insert", a, "--query", b, "--output", str(out)]) == 0
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert (rows["q"]["matched_id"], rows["q"]["similarity"]) == (2, 1.0)
+    assert (rows["r"]["matched_id"], rows["r"]["similarity"]) == (1, 1.0)

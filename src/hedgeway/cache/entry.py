@@ -34,12 +34,13 @@ ANN_MIN = 4096  # from this many vectors a bucket keeps an HNSW index, when `cac
 class Bucket:
     """The vectors of one fingerprint bucket. Small buckets: exact search (one matrix-vector product over
     a matrix rebuilt lazily after a change) — a bucket only holds entries sharing tenant, model, system
-    prompt, earlier turns and sampling parameters, typically tens to a few thousand. From ANN_MIN vectors,
-    an HNSW index (usearch, inner product, updated per insert/remove) can answer instead (`ann=True`,
-    config `cache.ann`; off by default): exact search reads the whole matrix per query (150 MB at 100k ×
-    384 floats, ≈ 15–50 ms here), HNSW < 1 ms at 10k (bench/cache_bench.py search). Off by default because
-    usearch 2.26 loaded before onnxruntime 1.32 makes onnxruntime's import segfault (measured); it is imported
-    here only after onnxruntime."""
+    prompt, earlier turns and sampling parameters, typically tens to a few thousand. From ANN_MIN vectors
+    a bucket also keeps an HNSW index (usearch, in the `semantic` extra; `cache.ann`, on by default, and
+    exact search whenever usearch is not installed): exact search reads the whole matrix per query (150 MB
+    at 100k × 384 floats, ≈ 11 ms here). The index stores half-precision vectors (half the memory traffic
+    of f32, the same recall, bench/cache_bench.py search); its candidates are re-scored against the exact
+    f32 vectors, so the threshold sees the same similarity exact search would. usearch 2.26 loaded before
+    onnxruntime 1.32 makes onnxruntime's import segfault (measured), so it is imported here, after it."""
 
     __slots__ = ("_ann", "_ids", "_keys", "_matrix", "_names", "_next", "ann", "vectors")
 
@@ -78,9 +79,9 @@ class Bucket:
             from usearch.index import Index
         except ImportError:
             return
-        # A missed neighbour is only a cache miss (never a wrong hit); expansion 128 keeps self-recall high
+        # A missed neighbour is only a cache miss (never a wrong hit); expansion 128 keeps self-recall ≈ 98%
         # at 100k random 384-d vectors, the hard case (bench/cache_bench.py search).
-        self._ann = Index(ndim=len(next(iter(self.vectors.values()))), metric="ip", dtype="f32",
+        self._ann = Index(ndim=len(next(iter(self.vectors.values()))), metric="ip", dtype="f16",
                           expansion_add=128, expansion_search=128)
         self._ann_add(list(self.vectors))
 
@@ -96,13 +97,14 @@ class Bucket:
         if not self.vectors:
             return []
         if self._ann is not None:
-            found = self._ann.search(vec, limit)
             out = []
-            for i, d in zip(found.keys, found.distances):
+            for i in self._ann.search(vec, limit).keys:
                 name = self._names.get(int(i))
-                if name is not None and name in self.vectors and 1.0 - float(d) >= threshold:
-                    out.append((name, 1.0 - float(d)))
-            return out
+                if name is not None and name in self.vectors:
+                    sim = float(self.vectors[name] @ vec)
+                    if sim >= threshold:
+                        out.append((name, sim))
+            return sorted(out, key=lambda c: -c[1])
         if self._matrix is None:
             self._keys = list(self.vectors)
             self._matrix = np.stack([self.vectors[k] for k in self._keys])

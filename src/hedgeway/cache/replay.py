@@ -34,10 +34,10 @@ class Precomputed:
     def fill(self, texts: list[str], batch: int = 16) -> None:
         todo = sorted({t for t in texts if t not in self.table}, key=len)  # similar lengths pad less
         for i in range(0, len(todo), batch):
-            for t, v in zip(todo[i:i + batch], self.inner.embed_sync(todo[i:i + batch])):
+            for t, v in zip(todo[i:i + batch], self.inner.embed_sync(todo[i:i + batch], whole_only=True)):
                 self.table[t] = v
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
+    async def embed(self, texts: list[str], whole_only: bool = True) -> np.ndarray:
         return np.stack([self.table[t] for t in texts])
 
 
@@ -67,7 +67,9 @@ async def _run(inserts, queries, cache: ResponseCache, model: str) -> tuple[list
     for row in inserts:
         req = request(model, row["prompt"])
         lookup = await cache.lookup(PRINCIPAL, req)
-        if lookup.status == "miss":
+        # Every line is inserted, a near-duplicate of an earlier line too (its own entry and vector); only
+        # an identical request (an exact hit) keeps the earlier line's entry.
+        if lookup.status != "hit-exact":
             cache.store(lookup, _answer(row["id"]), Usage(), Decimal(0))
             await cache.drain()
     results, lat = [], []
@@ -93,7 +95,7 @@ def run(args: Any, cfg: Any, section: Any, embedder: Any, out: TextIO) -> int:
         emb.fill([x for r in inserts + queries if (x := _last_text(request(model, r["prompt"])))])
         print(f"embedded {len(emb.table)} texts in {time.perf_counter() - t:.1f} s", file=out)
     section = section.model_copy(update={"max_entries": max(section.max_entries, len(inserts) + 1)})
-    cache = ResponseCache(section, MemoryBackend(section.max_entries), emb)
+    cache = ResponseCache(section, MemoryBackend(section.max_entries, ann=section.ann), emb)
     results, lat = asyncio.run(_run(inserts, queries, cache, model))
     if args.output:
         with open(args.output, "w") as f:

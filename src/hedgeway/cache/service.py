@@ -72,19 +72,30 @@ class ResponseCache:
             if entry is not None:
                 return Lookup("hit-exact", CacheHit(entry.body, "exact", None, entry.usage, entry.cost), handle)
             if self._semantic_ok(pol, req.body):
-                parts = semantic_parts(ns, req)
-                if parts is not None:
-                    handle.bucket = f"{self.embedder.name}:{parts[0]}"
-                    handle.vec = (await self.embedder.embed([parts[1]]))[0]
-                    found = await self.backend.search(handle.bucket, handle.vec, pol.threshold)
-                    if found is not None:
-                        entry, sim = found
-                        return Lookup("hit-semantic",
-                                      CacheHit(entry.body, "semantic", sim, entry.usage, entry.cost), handle)
+                hit = await self._semantic(ns, req, pol.threshold, handle)
+                if hit is not None:
+                    return Lookup("hit-semantic", hit, handle)
         except Exception:  # a cache outage must not become a request failure
             self.errors += 1
             log.exception("cache lookup failed; serving the request uncached")
         return Lookup("miss", None, handle)
+
+    async def _semantic(self, ns: str, req: ChatRequest, threshold: float, handle: Handle) -> CacheHit | None:
+        """Search the request's fingerprint bucket, and give the handle that bucket and the vector so a
+        miss is stored with them. A request with no semantic form, or too long for the embedder to read
+        whole (a zero row), is cached exactly only."""
+        parts = semantic_parts(ns, req)
+        if parts is None:
+            return None
+        vec = (await self.embedder.embed([parts[1]], whole_only=True))[0]
+        if not vec.any():
+            return None
+        handle.bucket, handle.vec = f"{self.embedder.name}:{parts[0]}", vec
+        found = await self.backend.search(handle.bucket, vec, threshold)
+        if found is None:
+            return None
+        entry, sim = found
+        return CacheHit(entry.body, "semantic", sim, entry.usage, entry.cost)
 
     def replay(self, hit: CacheHit, req: ChatRequest) -> AsyncIterator[bytes]:
         return replay(hit.body, req.include_usage)

@@ -64,7 +64,7 @@ def _calibrate(args) -> int:
         raise SystemExit("calibration needs an embedder (cache.embedder is 'none')")
     pairs = sample(load_pairs(args.pairs, args.sts_positive), args.limit, args.seed)
     labels = np.array([p[2] for p in pairs])
-    sims = similarities(emb.embed_sync, pairs)
+    sims = similarities(lambda texts: emb.embed_sync(texts, whole_only=True), pairs)  # as the cache embeds
     points = sweep(sims, labels)
     chosen, best = choose(points, args.target_precision)
     print(f"pairs: {len(pairs)} ({int(labels.sum())} labelled duplicates), embedder: {emb.name}")
