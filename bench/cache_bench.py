@@ -4,6 +4,7 @@
     python bench/cache_bench.py http [--n 2000]              # exact and semantic hits end to end (keep-alive client)
     python bench/cache_bench.py clinc [--data ../shared/data/cache/clinc150/data_full.json]
     python bench/cache_bench.py banking [--data ../shared/data/cache/banking77]
+    python bench/cache_bench.py redis-sync                   # a replica's first load and re-sync of a shared bucket
 
 clinc: insert CLINC150's in-scope training queries, query the out-of-scope test queries (all should miss)
 and the in-scope test queries (hit rate; share of hits whose matched entry has the query's intent).
@@ -47,6 +48,7 @@ def bench_search(args) -> None:
             t = time.perf_counter()
             for i in range(n):
                 await be.put(f"k{i}", e, 3600, "B", vecs[i])
+            be.buckets["B"].ready()  # the index is built on a worker thread: measure it, not the exact fallback
             build = time.perf_counter() - t
             await be.search("B", vecs[0], 0.9)  # builds the matrix once
             times, found = [], 0
@@ -154,9 +156,69 @@ def bench_banking(args) -> None:
                    {f"q{i}": r["category"] for i, r in enumerate(test)})
 
 
+def bench_redis_sync(args) -> None:
+    """Redis backend, one bucket of 10k / 100k random vectors written by replica A: how long replica B's
+    first lookup takes (reads every vector), and its lookup after A wrote one more entry (reads the
+    bucket's keys and the one new vector). Uses its own key prefix on 127.0.0.1:6379, deleted after."""
+    import uuid
+    from decimal import Decimal
+
+    import redis
+
+    from hedgeway.cache.entry import Entry
+    from hedgeway.cache.redis_backend import RedisBackend
+    from hedgeway.types import Usage
+
+    url, prefix = "redis://127.0.0.1:6379/0", f"hw-bench-sync-{uuid.uuid4().hex[:8]}"
+    rng = np.random.default_rng(0)
+    e = Entry(b'{"choices":[{}]}', Usage(), Decimal(0))
+    try:
+        for n in (10_000, 100_000):
+            vecs = rng.standard_normal((n + 1, 384)).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            r = redis.Redis.from_url(url)
+            pipe = r.pipeline(transaction=False)  # A's n writes, in bulk
+            for i in range(n):
+                pipe.set(f"{prefix}:e:{n}-{i}", e.dumps(), ex=3600)
+                pipe.hset(f"{prefix}:b:B{n}", f"{n}-{i}", vecs[i].tobytes())
+            pipe.set(f"{prefix}:v:B{n}", "v1")
+            pipe.execute()
+
+            async def go(n=n, vecs=vecs):
+                a, b = (RedisBackend(url, prefix, 10 * n, ann=args.ann) for _ in range(2))
+                t = time.perf_counter()
+                await b.search(f"B{n}", vecs[0], 0.9)
+                first = time.perf_counter() - t
+                await a.put(f"{n}-new", e, 3600, f"B{n}", vecs[n])
+                t = time.perf_counter()
+                found = await b.search(f"B{n}", vecs[n], 0.9)
+                again = time.perf_counter() - t
+                t = time.perf_counter()
+                await b.search(f"B{n}", vecs[1], 0.9)
+                quiet = time.perf_counter() - t
+                t = time.perf_counter()
+                b.local[f"B{n}"][1].ready()
+                built = time.perf_counter() - t
+                t = time.perf_counter()
+                await b.search(f"B{n}", vecs[2], 0.9)
+                indexed = time.perf_counter() - t
+                print(f"redis bucket {n:>7}: first lookup on a replica {first * 1e3:,.0f} ms; after another replica's "
+                      f"write {again * 1e3:.1f} ms (new entry found: {found is not None}); unchanged bucket {quiet * 1e3:.2f} ms"
+                      + (f"; index ready {built:.1f} s later, then {indexed * 1e3:.2f} ms" if args.ann else ""))
+                await a.close()
+                await b.close()
+            asyncio.run(go())
+            r.close()
+    finally:
+        r = redis.Redis.from_url(url)
+        for k in r.scan_iter(match=f"{prefix}:*", count=1000):
+            r.delete(k)
+        r.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["search", "http", "clinc", "banking"])
+    ap.add_argument("what", choices=["search", "http", "clinc", "banking", "redis-sync"])
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--data")
     ap.add_argument("--limit", type=int)
@@ -166,7 +228,8 @@ def main() -> None:
     if args.data is None:
         args.data = {"clinc": "../shared/data/cache/clinc150/data_full.json",
                      "banking": "../shared/data/cache/banking77"}.get(args.what)
-    {"search": bench_search, "http": bench_http, "clinc": bench_clinc, "banking": bench_banking}[args.what](args)
+    {"search": bench_search, "http": bench_http, "clinc": bench_clinc, "banking": bench_banking,
+     "redis-sync": bench_redis_sync}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,26 @@ def test_replicas_share_entries_vectors_and_evictions(prefix):
     asyncio.run(go())
 
 
+def test_a_replica_updates_its_bucket_copy_instead_of_rebuilding_it(prefix):
+    async def go():
+        a, b = RedisBackend(URL, prefix, 100), RedisBackend(URL, prefix, 100)
+        rng = np.random.default_rng(3)
+        v = rng.standard_normal((6, 8)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        for i in range(4):
+            await a.put(f"k{i}", entry(i), 60, "B", v[i])
+        assert (await b.search("B", v[2], 0.99))[0] == entry(2)
+        copy = b.local["B"][1]
+        await a.put("k4", entry(4), 60, "B", v[4])
+        await a._evict(1)  # the least recently used, k0, leaves Redis and the bucket
+        assert (await b.search("B", v[4], 0.99))[0] == entry(4)
+        assert b.local["B"][1] is copy and sorted(copy.vectors) == ["k1", "k2", "k3", "k4"]
+        assert np.array_equal(copy.vectors["k4"], v[4]) and await b.search("B", v[0], 0.99) is None
+        await a.close()
+        await b.close()
+    asyncio.run(go())
+
+
 def test_two_gateways_sharing_redis_serve_each_others_hits(upstream, tmp_path, prefix):
     pytest.importorskip("onnxruntime")
     cache = {"enabled": True, "backend": "redis", "redis_url": URL, "prefix": prefix, "threshold": 0.9}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from decimal import Decimal
 
 import numpy as np
@@ -142,14 +143,29 @@ def test_large_bucket_switches_to_hnsw_and_agrees_with_exact_search(monkeypatch)
         small.add(f"k{i}", v[i])
     assert small._ann is None and small.candidates(v[3], 0.99)[0][0] == "k3"
     b = entry_mod.Bucket(ann=True)
-    for i in range(400):
+    release = threading.Event()
+    real_submit = entry_mod._BUILDER.submit
+    monkeypatch.setattr(entry_mod._BUILDER, "submit", lambda fn: real_submit(lambda: (release.wait(10), fn())[1]))
+    for i in range(300):
         b.add(f"k{i}", v[i])
-    assert b._ann is not None and len(b._ann) == 400
-    b.remove("k7")
+    # the index is being built from the first 200 on the worker thread: meanwhile search is exact...
+    assert b._ann is None and b._building is not None and b.candidates(v[250], 0.99)[0][0] == "k250"
+    b.remove("k7")  # ...and changes made during the build
+    b.add("k8", v[9])  # a replaced vector
+    for i in range(300, 400):
+        b.add(f"k{i}", v[i])
+    release.set()
+    b.ready(10)
+    # ...are applied to the index when it is adopted
+    assert b._ann is not None and len(b._ann) == 399 and sorted(b._ids) == sorted(b.vectors)
     assert [k for k, _ in b.candidates(v[7], 0.99)] == []  # removed from the index too
+    assert b.candidates(v[9], 0.99)[0][1] == pytest.approx(1.0, abs=1e-4)
+    assert "k8" in [k for k, _ in b.candidates(v[9], 0.99)] and b.candidates(v[8], 0.99) == []
     for i in (0, 123, 399):
         (k, sim), *_ = b.candidates(v[i], 0.99)
         assert k == f"k{i}" and sim == pytest.approx(1.0, abs=1e-4)
+    b.remove("k0")  # once adopted, the index is updated in place
+    assert len(b._ann) == 398 and b.candidates(v[0], 0.99) == []
     q = v[5] + 0.3 * v[6]
     q /= np.linalg.norm(q)
     (k, sim), *_ = b.candidates(q, 0.5)

@@ -49,8 +49,8 @@ class CacheIn(Strict):
     threshold: float = Field(0.95, gt=0, le=1)
     ttl: float = Field(3600, gt=0)
     max_entries: int = Field(10_000, ge=1)
-    # HNSW (usearch, in the `semantic` extra) for buckets of ≥ 4096 entries; off, or usearch not
-    # installed: exact search (entry.Bucket)
+    # HNSW (usearch, in the `semantic` extra) for buckets of ≥ 4096 entries, built off the event loop;
+    # off, or usearch not installed: exact search (entry.Bucket)
     ann: bool = True
     max_temperature: float = Field(1.0, ge=0)
     semantic_above_max_temperature: bool = False

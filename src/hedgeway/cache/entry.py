@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -29,6 +31,20 @@ class Entry:
 
 
 ANN_MIN = 4096  # from this many vectors a bucket keeps an HNSW index, when `cache.ann` is on
+_BUILDER = ThreadPoolExecutor(1, thread_name_prefix="hedgeway-ann")  # index builds, off the event loop
+
+
+def _usearch_index():
+    """usearch's Index class, or None when usearch is not installed."""
+    try:
+        import onnxruntime  # noqa: F401  (must be loaded before usearch, see Bucket)
+    except ImportError:
+        pass
+    try:
+        from usearch.index import Index
+    except ImportError:
+        return None
+    return Index
 
 
 class Bucket:
@@ -39,10 +55,16 @@ class Bucket:
     exact search whenever usearch is not installed): exact search reads the whole matrix per query (150 MB
     at 100k × 384 floats, ≈ 11 ms here). The index stores half-precision vectors (half the memory traffic
     of f32, the same recall, bench/cache_bench.py search); its candidates are re-scored against the exact
-    f32 vectors, so the threshold sees the same similarity exact search would. usearch 2.26 loaded before
-    onnxruntime 1.32 makes onnxruntime's import segfault (measured), so it is imported here, after it."""
+    f32 vectors, so the threshold sees the same similarity exact search would.
 
-    __slots__ = ("_ann", "_ids", "_keys", "_matrix", "_names", "_next", "ann", "vectors")
+    The index is first built on a worker thread from a snapshot (4,096 vectors take 0.4 s, 100k take
+    ~30 s: too long to stall the event loop), with exact search meanwhile; the next call after the build
+    adopts it and adds or removes what changed since the snapshot (or, after a bulk load, builds again
+    from a new snapshot). After that, it is updated in place.
+    usearch 2.26 loaded before onnxruntime 1.32 makes onnxruntime's import segfault (measured), so it is
+    imported here, after onnxruntime."""
+
+    __slots__ = ("_ann", "_building", "_ids", "_keys", "_matrix", "_names", "_next", "ann", "vectors")
 
     def __init__(self, ann: bool = False):
         self.ann = ann
@@ -50,40 +72,86 @@ class Bucket:
         self._keys: list[str] = []
         self._matrix: np.ndarray | None = None
         self._ann = None
+        self._building: tuple[dict[str, np.ndarray], Future] | None = None  # (snapshot, build)
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
         self._next = 0
 
     def add(self, key: str, vec: np.ndarray) -> None:
-        if key in self.vectors:
+        self.add_many({key: vec})
+
+    def add_many(self, items: dict[str, np.ndarray]) -> None:
+        """Add or replace vectors (a replica loading a bucket adds them in one call)."""
+        self._adopt()
+        for key in items.keys() & self.vectors.keys():
             self.remove(key)
-        self.vectors[key] = vec
+        self.vectors.update(items)
         self._matrix = None
         if self._ann is not None:
-            self._ann_add([key])
-        elif self.ann and len(self.vectors) >= ANN_MIN:
-            self._ann_build()
+            self._ann_add(list(items))
+        elif self.ann and self._building is None and len(self.vectors) >= ANN_MIN:
+            self._start_build()
 
     def remove(self, key: str) -> None:
+        self._adopt()
         if self.vectors.pop(key, None) is not None:
             self._matrix = None
             if self._ann is not None:
-                self._ann.remove(self._ids.pop(key))
+                i = self._ids.pop(key)
+                del self._names[i]
+                self._ann.remove(i)
 
-    def _ann_build(self) -> None:
-        try:
-            import onnxruntime  # noqa: F401  (must be loaded before usearch, see above)
-        except ImportError:
-            pass
-        try:
-            from usearch.index import Index
-        except ImportError:
+    def ready(self, timeout: float | None = None) -> None:
+        """Wait for a pending index build and adopt it (benchmarks, tests)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._building is not None:  # a bulk load can need a second build
+            left = None if deadline is None else max(deadline - time.monotonic(), 0)
+            if not wait([self._building[1]], left).done:
+                return
+            self._adopt()
+
+    def _start_build(self) -> None:
+        index_cls = _usearch_index()
+        if index_cls is None:
+            self.ann = False  # not installed: exact search, without retrying the import on every add
             return
-        # A missed neighbour is only a cache miss (never a wrong hit); expansion 128 keeps self-recall ≈ 98%
-        # at 100k random 384-d vectors, the hard case (bench/cache_bench.py search).
-        self._ann = Index(ndim=len(next(iter(self.vectors.values()))), metric="ip", dtype="f16",
-                          expansion_add=128, expansion_search=128)
-        self._ann_add(list(self.vectors))
+        snapshot = dict(self.vectors)  # shallow: vectors are never changed in place
+
+        def build():
+            matrix = np.stack(list(snapshot.values()))
+            # A missed neighbour is only a cache miss (never a wrong hit); expansion 128 keeps self-recall
+            # ≈ 98% at 100k random 384-d vectors, the hard case (bench/cache_bench.py search).
+            index = index_cls(ndim=matrix.shape[1], metric="ip", dtype="f16", expansion_add=128, expansion_search=128)
+            index.add(np.arange(len(matrix), dtype=np.uint64), matrix, threads=1)
+            return index
+
+        self._building = (snapshot, _BUILDER.submit(build))
+
+    def _adopt(self) -> None:
+        if self._building is None or not self._building[1].done():
+            return
+        snapshot, future = self._building
+        self._building = None
+        try:
+            index = future.result()
+        except Exception:  # noqa: BLE001 - an index is an optimisation: fall back to exact search
+            self.ann = False
+            return
+        if len(self.vectors.keys() - snapshot.keys()) > ANN_MIN // 4:
+            self._start_build()  # a bulk load went on during the build: index it on the worker too
+            return
+        self._ann = index
+        self._ids = {k: i for i, k in enumerate(snapshot)}
+        self._names = dict(enumerate(snapshot))
+        self._next = len(snapshot)
+        changed = [k for k, v in snapshot.items() if self.vectors.get(k) is not v]
+        for k in changed:  # removed or replaced since the snapshot
+            i = self._ids.pop(k)
+            del self._names[i]
+            self._ann.remove(i)
+        fresh = [k for k in self.vectors if k not in self._ids]
+        if fresh:
+            self._ann_add(fresh)
 
     def _ann_add(self, keys: list[str]) -> None:
         ids = np.arange(self._next, self._next + len(keys), dtype=np.uint64)
@@ -94,6 +162,7 @@ class Bucket:
 
     def candidates(self, vec: np.ndarray, threshold: float, limit: int = 4) -> list[tuple[str, float]]:
         """Up to `limit` (key, cosine) with cosine ≥ threshold, best first."""
+        self._adopt()
         if not self.vectors:
             return []
         if self._ann is not None:
