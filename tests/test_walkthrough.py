@@ -47,10 +47,15 @@ def test_the_safe_change_walkthrough(tmp_path):
         assert cand.returncode == (0 if " 0 errors in " in cand.stdout else 1), cand.stdout
         gate = hw(tmp_path, "eval", "compare", "gpt-4o", "llama-8b", "--max-drop", "0.03", "--db", db)
         assert gate.returncode == 1 and "rouge_l" in gate.stdout, gate.stdout + gate.stderr
-        # 2. Every gpt-4o request of step 1 was also copied to the candidate, after its answer.
-        time.sleep(0.5)
-        report = hw(tmp_path, "shadow", "report", "--db", db, "--json")
-        (row,) = json.loads(report.stdout)
+        # 2. Every gpt-4o request of step 1 was also copied to the candidate, after its answer (the last
+        # copies may still be running on a loaded machine: wait for them, up to a generous deadline).
+        deadline = time.monotonic() + 30
+        while True:
+            rows = json.loads(hw(tmp_path, "shadow", "report", "--db", db, "--json").stdout)
+            if (rows and rows[0]["requests"] >= cases) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        (row,) = rows
         assert (row["model"], row["candidate"], row["requests"]) == ("gpt-4o", "llama-8b", cases)
         assert row["errors"] < cases and row["rouge_l"] < 0.6  # it answers differently (and sometimes fails)
         # 3. A canary: half of gpt-4o's traffic to the candidate; it fails, users never notice, it rolls back.
