@@ -57,8 +57,8 @@ class Bucket:
     of f32, the same recall, bench/cache_bench.py search); its candidates are re-scored against the exact
     f32 vectors, so the threshold sees the same similarity exact search would.
 
-    The index is first built on a worker thread from a snapshot (4,096 vectors take 0.4 s, 100k take
-    ~30 s: too long to stall the event loop), with exact search meanwhile; the next call after the build
+    The index is first built on a worker thread from a snapshot (4,096 vectors take 0.4 s, 100k about a
+    minute on one core: too long to stall the event loop), with exact search meanwhile; the next call after the build
     adopts it and adds or removes what changed since the snapshot (or, after a bulk load, builds again
     from a new snapshot). After that, it is updated in place.
     usearch 2.26 loaded before onnxruntime 1.32 makes onnxruntime's import segfault (measured), so it is
