@@ -144,8 +144,8 @@ def test_large_bucket_switches_to_hnsw_and_agrees_with_exact_search(monkeypatch)
     assert small._ann is None and small.candidates(v[3], 0.99)[0][0] == "k3"
     b = entry_mod.Bucket(ann=True)
     release = threading.Event()
-    real_submit = entry_mod._BUILDER.submit
-    monkeypatch.setattr(entry_mod._BUILDER, "submit", lambda fn: real_submit(lambda: (release.wait(10), fn())[1]))
+    real = entry_mod._in_background
+    monkeypatch.setattr(entry_mod, "_in_background", lambda fn: real(lambda: (release.wait(10), fn())[1]))
     for i in range(300):
         b.add(f"k{i}", v[i])
     # the index is being built from the first 200 on the worker thread: meanwhile search is exact...

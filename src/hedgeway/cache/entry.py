@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -31,7 +32,21 @@ class Entry:
 
 
 ANN_MIN = 4096  # from this many vectors a bucket keeps an HNSW index, when `cache.ann` is on
-_BUILDER = ThreadPoolExecutor(1, thread_name_prefix="hedgeway-ann")  # index builds, off the event loop
+
+
+def _in_background(fn) -> Future:
+    """Run `fn` on a daemon thread: an index build (up to a minute) must not hold up the process's exit,
+    which a ThreadPoolExecutor's worker would."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever adopts the build
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="hedgeway-ann", daemon=True).start()
+    return future
 
 
 def _usearch_index():
@@ -125,7 +140,7 @@ class Bucket:
             index.add(np.arange(len(matrix), dtype=np.uint64), matrix, threads=1)
             return index
 
-        self._building = (snapshot, _BUILDER.submit(build))
+        self._building = (snapshot, _in_background(build))
 
     def _adopt(self) -> None:
         if self._building is None or not self._building[1].done():
