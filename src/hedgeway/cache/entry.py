@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future, wait
@@ -31,6 +32,7 @@ class Entry:
         return cls(obj["body"].encode(), Usage(*obj["usage"]), Decimal(obj["cost"]))
 
 
+log = logging.getLogger("hedgeway.cache")
 ANN_MIN = 4096  # from this many vectors a bucket keeps an HNSW index, when `cache.ann` is on
 
 
@@ -73,11 +75,11 @@ class Bucket:
     f32 vectors, so the threshold sees the same similarity exact search would.
 
     The index is first built on a worker thread from a snapshot (4,096 vectors take 0.4 s, 100k about a
-    minute on one core: too long to stall the event loop), with exact search meanwhile; the next call after the build
-    adopts it and adds or removes what changed since the snapshot (or, after a bulk load, builds again
-    from a new snapshot). After that, it is updated in place.
-    usearch 2.26 loaded before onnxruntime 1.32 makes onnxruntime's import segfault (measured), so it is
-    imported here, after onnxruntime."""
+    minute on one core: too long to stall the event loop), with exact search meanwhile; the next call
+    after the build adopts it and adds or removes what changed since the snapshot (after a bulk load, it
+    builds again from a new snapshot instead). After that, the index is updated in place. usearch 2.26
+    loaded before onnxruntime 1.32 makes onnxruntime's import segfault (measured), so it is imported
+    here, after onnxruntime."""
 
     __slots__ = ("_ann", "_building", "_ids", "_keys", "_matrix", "_names", "_next", "ann", "vectors")
 
@@ -136,7 +138,8 @@ class Bucket:
             matrix = np.stack(list(snapshot.values()))
             # A missed neighbour is only a cache miss (never a wrong hit); expansion 128 keeps self-recall
             # ≈ 98% at 100k random 384-d vectors, the hard case (bench/cache_bench.py search).
-            index = index_cls(ndim=matrix.shape[1], metric="ip", dtype="f16", expansion_add=128, expansion_search=128)
+            index = index_cls(ndim=matrix.shape[1], metric="ip", dtype="f16", expansion_add=128,
+                              expansion_search=128)
             index.add(np.arange(len(matrix), dtype=np.uint64), matrix, threads=1)
             return index
 
@@ -149,7 +152,8 @@ class Bucket:
         self._building = None
         try:
             index = future.result()
-        except Exception:  # noqa: BLE001 - an index is an optimisation: fall back to exact search
+        except Exception as exc:  # noqa: BLE001 - an index is an optimisation: fall back to exact search
+            log.warning("cache index build failed (%s); this bucket searches exactly", exc)
             self.ann = False
             return
         if len(self.vectors.keys() - snapshot.keys()) > ANN_MIN // 4:

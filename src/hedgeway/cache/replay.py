@@ -37,7 +37,7 @@ class Precomputed:
             for t, v in zip(todo[i:i + batch], self.inner.embed_sync(todo[i:i + batch], whole_only=True)):
                 self.table[t] = v
 
-    async def embed(self, texts: list[str], whole_only: bool = True) -> np.ndarray:
+    async def embed(self, texts: list[str], whole_only: bool = True) -> np.ndarray:  # filled whole_only
         return np.stack([self.table[t] for t in texts])
 
 

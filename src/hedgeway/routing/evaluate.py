@@ -121,7 +121,8 @@ def table(results: dict[str, dict[str, dict]]) -> str:
     """results[benchmark][router] → a plain-text table."""
     bw = max([12, *(len(b) for b in results)])
     rw = max([10, *(len(r) for by in results.values() for r in by)])
-    lines = [f"{'benchmark':<{bw}} {'router':<{rw}} {'n':>6} {'strong':>7} {'weak':>7} {'APGR':>6} {'95% CI':>13} {'CPT50%':>7} {'CPT80%':>7}"]
+    lines = [f"{'benchmark':<{bw}} {'router':<{rw}} {'n':>6} {'strong':>7} {'weak':>7} {'APGR':>6} "
+             f"{'95% CI':>13} {'CPT50%':>7} {'CPT80%':>7}"]
     for bench, by_router in results.items():
         for router, m in by_router.items():
             c50 = "-" if m["cpt50"] is None else f"{m['cpt50']:.1f}"
