@@ -3,7 +3,7 @@ import asyncio
 import pytest
 
 from hedgeway.errors import AllDeploymentsFailed, UpstreamError, UpstreamRejected, UpstreamTimeout
-from hedgeway.fallback import RetryPolicy, call_with_fallback
+from hedgeway.fallback import RetryPolicy, call_with_fallback, retry_delay
 from hedgeway.routing import Planner, least_in_flight, weighted
 from hedgeway.types import Deployment
 
@@ -74,3 +74,14 @@ def test_planner_appends_fallback_groups_and_rejects_unknown_models():
     from hedgeway.errors import NotFound
     with pytest.raises(NotFound):
         planner.plan("ghost")
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.999999])
+def test_retry_delay_doubles_honours_retry_after_up_to_its_cap_and_jitters_down_to_half(monkeypatch, jitter):
+    monkeypatch.setattr("hedgeway.fallback.random.random", lambda: jitter)
+    factor = 0.5 + jitter / 2
+    policy = RetryPolicy(num_retries=3, backoff=0.1, max_retry_after=5.0)
+    assert [retry_delay(policy, n, None) for n in (1, 2, 3)] == pytest.approx([0.1 * factor, 0.2 * factor, 0.4 * factor])
+    assert retry_delay(policy, 1, 0.3) == pytest.approx(0.3 * factor)  # the upstream asked for more: wait that
+    assert retry_delay(policy, 3, 0.3) == pytest.approx(0.4 * factor)  # our own back-off is longer already
+    assert retry_delay(policy, 1, 60.0) == pytest.approx(5.0 * factor)  # a huge Retry-After is capped

@@ -42,6 +42,15 @@ class RetryPolicy:
     max_retry_after: float = 5.0
 
 
+def retry_delay(policy: RetryPolicy, again: int, retry_after: float | None) -> float:
+    """Seconds to wait before trying a deployment for the `again`-th time (1, 2, …): exponential back-off,
+    at least the upstream's Retry-After (capped at `max_retry_after`), jittered down to half of it."""
+    delay = policy.backoff * 2 ** (again - 1)
+    if retry_after:
+        delay = max(delay, min(retry_after, policy.max_retry_after))
+    return delay * (0.5 + random.random() / 2)
+
+
 async def call_with_fallback(groups: Sequence[Sequence[Deployment]], call: Callable[[Deployment], Awaitable[Any]],
                              policy: RetryPolicy, inflight: dict[str, int], *, hold: bool = False,
                              guard: Any = None) -> Outcome:
@@ -69,11 +78,7 @@ async def call_with_fallback(groups: Sequence[Sequence[Deployment]], call: Calla
             if i >= size and guard is not None and not guard.closed(dep.id):
                 break  # its breaker just opened (or this was the half-open probe): next group
             if i >= size:  # the same deployment again: back off before hammering it
-                delay = policy.backoff * 2 ** (i // size - 1)
-                hint = failures[-1].retry_after if failures else None
-                if hint:
-                    delay = max(delay, min(hint, policy.max_retry_after))
-                delay *= 0.5 + random.random() / 2
+                delay = retry_delay(policy, i // size, failures[-1].retry_after if failures else None)
                 await asyncio.sleep(delay)
                 upstream += delay
             attempts += 1
