@@ -41,8 +41,10 @@ class Switch:
     def __init__(self, inner):
         self.inner = inner
         self.down = False
+        self.attempts = 0
 
     def write(self, records):
+        self.attempts += 1
         if self.down:
             raise OSError("database unreachable")
         self.inner.write(records)
@@ -102,9 +104,10 @@ def test_close_during_outage_spools_everything_and_the_next_process_replays_it(t
                          spool=Spool(tmp_path / "spool", "ledger-a"))
     for i in range(250):
         writer.submit(rec(i))
-    t0 = time.perf_counter()
     writer.close(timeout=10)  # SIGTERM while the database is down
-    assert time.perf_counter() - t0 < 8  # it spooled instead of waiting out the 10 s for the database
+    # it spooled instead of waiting for the database: the writer finished by itself (not cut off by the
+    # timeout) after one failed write and at most one last replay attempt
+    assert not writer._thread.is_alive() and store.attempts <= 2
     assert _spool_bytes(tmp_path / "spool") > 0
     other = Spool(tmp_path / "spool", "ledger-b")  # another ledger's spool never adopts these
     assert not other.pending

@@ -13,10 +13,9 @@
 
 from __future__ import annotations
 
+import re
 from hashlib import blake2b
 from typing import Any
-
-import re
 
 import orjson
 
