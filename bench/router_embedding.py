@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from router_eval import _fit, load_routellm  # noqa: E402
+from router_eval import fold_ids, load_routellm, out_of_fold  # noqa: E402
 
 from hedgeway.routing import evaluate as ev  # noqa: E402
 from hedgeway.routing.features import CUES, cues, prompt_of  # noqa: E402
@@ -86,16 +85,15 @@ def main() -> int:
     c = {k: np.array([[cues(prompt_of(r["prompt"]))[n] for n in CUES] for r in rows]) for k, rows in data.items()}
     allc = np.concatenate(list(c.values()))
     x = {k: np.hstack([vecs[k], (c[k] - allc.mean(0)) / (allc.std(0) + 1e-6)]) for k in data}
-    fold = {k: np.array([zlib.crc32(str(r["id"]).encode()) % FOLDS for r in rows]) for k, rows in data.items()}
-    oof = {name: {k: np.zeros(len(rows)) for k, rows in data.items()} for name in ("ngram", "embedding", "knn-30")}
+    fold = fold_ids(data, FOLDS)
+    oof = {"ngram": out_of_fold(data, FOLDS), **{name: {k: np.zeros(len(rows)) for k, rows in data.items()}
+                                                   for name in ("embedding", "knn-30")}}
     for f in range(FOLDS):
         tr = {k: fold[k] != f for k in data}
-        ngram = _fit({k: [r for r, t in zip(rows, tr[k]) if t] for k, rows in data.items()})
         emb = logistic(np.vstack([x[k][tr[k]] for k in data]),
                        np.concatenate([(q[k][:, 0] > q[k][:, 1])[tr[k]] for k in data]).astype(float))
-        for k, rows in data.items():
+        for k in data:
             te = np.flatnonzero(~tr[k])
-            oof["ngram"][k][te] = [ngram.score(prompt_of(rows[i]["prompt"])) for i in te]
             oof["embedding"][k][te] = emb(x[k][te])
             gain = (q[k][:, 0] - q[k][:, 1])[tr[k]]
             sims = vecs[k][te] @ vecs[k][tr[k]].T

@@ -124,18 +124,28 @@ def routellm(data, model: LearnedModel) -> dict:
     return results
 
 
-def cross_validated(data, folds: int = 5) -> dict:
-    """Every prompt scored by a model that never saw it: fold = crc32(id) % folds (an MT-Bench question
-    keeps both turns in one fold); each fold's model is trained on the other folds of all three benchmarks.
-    Uses all the data, so its intervals are narrower than the 25% test split's. The shipped model is not
-    used here."""
-    fold = {k: np.array([zlib.crc32(str(r["id"]).encode()) % folds for r in rows]) for k, rows in data.items()}
+def fold_ids(data, folds: int = 5) -> dict[str, np.ndarray]:
+    """Each prompt's cross-validation fold: crc32(id) % folds (an MT-Bench question keeps both turns)."""
+    return {k: np.array([zlib.crc32(str(r["id"]).encode()) % folds for r in rows]) for k, rows in data.items()}
+
+
+def out_of_fold(data, folds: int = 5) -> dict[str, np.ndarray]:
+    """Learned-router scores of every prompt by a model that never saw it: each fold's model is trained
+    on the other folds of all three benchmarks. The shipped model is not used here."""
+    fold = fold_ids(data, folds)
     oof = {k: np.zeros(len(rows)) for k, rows in data.items()}
     for f in range(folds):
         m = _fit({k: [r for r, g in zip(rows, fold[k]) if g != f] for k, rows in data.items()})
         for k, rows in data.items():
             for i in np.flatnonzero(fold[k] == f):
                 oof[k][i] = m.score(prompt_of(rows[i]["prompt"]))
+    return oof
+
+
+def cross_validated(data) -> dict:
+    """Learned (out of fold), heuristic and random on all prompts of each benchmark: more data than the
+    25% test split, so narrower intervals."""
+    oof = out_of_fold(data)
     h, rnd = HeuristicRouter(), RandomRouter({"seed": 0})
     out = {}
     for k, rows in data.items():
