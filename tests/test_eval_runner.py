@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 
 import openai
 import pytest
 from aiohttp import web
 from conftest import MASTER, UPSTREAM_KEY, gateway_config
+from fake_server import LoopbackServer
 
 from hedgeway.cli import main
 from hedgeway.config import from_dict
@@ -79,50 +79,30 @@ def test_errors_are_stored_and_retried_on_resume(gateway, ledger_url):
     store.close()
 
 
-class FakeJudge:
+class FakeJudge(LoopbackServer):
     """An OpenAI-format upstream that grades: `Score: 9` unless the graded answer says BAD (then a reply
     with no parseable score)."""
 
-    def __init__(self):
-        self.prompts: list[str] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-        self._ready.wait(10)
+    path_prefix = "/v1"
 
-    def _run(self):
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
 
     async def chat(self, request):
-        body = await request.json()
-        prompt = body["messages"][-1]["content"]
-        self.prompts.append(prompt)
-        answer = prompt.split("Assistant's answer:")[1]
+        body = await self.received(request)
+        answer = body["messages"][-1]["content"].split("Assistant's answer:")[1]
         text = "Hard to say, it seems fine." if "BAD" in answer else "Correct and complete.\nScore: 9"
         return web.json_response({"id": "j", "object": "chat.completion", "created": 1, "model": body["model"],
                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                                "finish_reason": "stop"}],
                                   "usage": {"prompt_tokens": 50, "completion_tokens": 6, "total_tokens": 56}})
 
-    def stop(self):
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
 
 def test_llm_judge_through_the_gateway_counts_parse_failures(upstream, ledger_url):
-    judge = FakeJudge()
+    judge = FakeJudge().start()
     cfg = gateway_config(upstream.base_url, ledger_url)
     cfg["models"].append({"name": "judge", "deployments": [{
-        "provider": "openai", "model": "grader", "api_base": f"http://127.0.0.1:{judge.port}/v1",
+        "provider": "openai", "model": "grader", "api_base": judge.base_url,
         "api_key": UPSTREAM_KEY, "price": {"input": "1", "output": "1"}}]})
     cs = [Case.model_validate({"id": f"j{i}", "prompt": "BAD" if i < 2 else f"fine {i}", "reference": "r"})
           for i in range(5)]
@@ -138,7 +118,8 @@ def test_llm_judge_through_the_gateway_counts_parse_failures(upstream, ledger_ur
     assert got["j2"] == (pytest.approx(8 / 9), "9/10") and got["j4"][0] == pytest.approx(8 / 9)
     assert got["j0"][0] is None and got["j0"][1].startswith("unparseable judge reply: Hard to say")
     assert sum(1 for v, _ in got.values() if v is None) == 2  # counted, not guessed
-    assert len(judge.prompts) == 5 and "Reference answer" in judge.prompts[0]
+    prompts = [r["messages"][-1]["content"] for r in judge.requests]
+    assert len(prompts) == 5 and "Reference answer" in prompts[0]
 
 
 def _sim_config(tmp_path, log_prompts: bool) -> str:

@@ -4,7 +4,6 @@ sampled flag, and a failing collector that never touches requests."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -13,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from conftest import MASTER, UPSTREAM_KEY, gateway_config
+from fake_server import LoopbackServer
 from hedgeway.config import from_dict
 from hedgeway.errors import ConfigError
 from hedgeway.http.background import BackgroundGateway
@@ -24,37 +24,23 @@ PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
 
 
-class Collector:
+class Collector(LoopbackServer):
     """POST /v1/traces: keeps every request body and header set; answers `status`."""
 
     def __init__(self, status: int = 200):
+        super().__init__()
         self.status = status
-        self.bodies: list[dict] = []
-        self.headers: list[dict] = []
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-        self.ready.wait(5)
+        self.start()
 
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/traces", self.traces)
-        runner = web.AppRunner(app)
-        self.loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self.ready.set()
-        self.loop.run_forever()
 
     async def traces(self, request: web.Request):
-        self.bodies.append(await request.json())
-        self.headers.append(dict(request.headers))
+        await self.received(request)
         return web.json_response({}, status=self.status)
 
     def spans(self) -> list[dict]:
-        return [s for b in self.bodies for rs in b["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
+        return [s for b in self.requests for rs in b["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
 
 
 def _attrs(s: dict) -> dict:
@@ -100,9 +86,9 @@ def test_spans_carry_genai_attributes_and_the_callers_trace(upstream, ledger_url
     assert int(child["endTimeUnixNano"]) > int(child["startTimeUnixNano"]) > (time.time() - 60) * 1e9
     assert _attrs(streamed)["hedgeway.stream"] is True and "hedgeway.ttft_ms" in _attrs(streamed)
     assert failed["status"]["code"] == 2 and _attrs(failed)["error.type"] == "AllDeploymentsFailed"
-    body = str(collector.bodies)
+    body = str(collector.requests)
     assert "a private prompt" not in body and MASTER not in body and UPSTREAM_KEY not in body
-    assert collector.bodies[0]["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"] == "gw-test"
+    assert collector.requests[0]["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"] == "gw-test"
     assert collector.headers[0]["Authorization"] == "Bearer collector-secret"
     assert b"hedgeway_trace_spans_exported_total 3" in metrics
 
