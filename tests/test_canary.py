@@ -109,11 +109,14 @@ def test_a_failing_candidate_rolls_back_by_itself_and_users_never_see_it(upstrea
     with BackgroundGateway(from_dict(cfg)) as gw:
         assert main(["canary", "start", "bad", "--model", "gpt-4o-mini", "--candidate", "cand", "--config", path,
                      "--stages", "50,100", *FAST]) == 0
-        time.sleep(0.2)  # the gateway's next poll
-        _send(gw, 30)
-        row = _wait_state(ledger_url, "bad", "rolled_back")
+        deadline = time.monotonic() + 30
+        while True:  # traffic until the canary acts (on a loaded machine its poll can lag the requests)
+            _send(gw, 10)
+            row = _wait_state(ledger_url, "bad", "rolled_back", timeout=0.5)
+            if row.state == "rolled_back" or time.monotonic() > deadline:
+                break
         assert row.state == "rolled_back" and row.share == 0
-        time.sleep(0.2)
+        _seen(gw, "bad", "rolled_back")
         assert set(_send(gw, 10)) == {"gpt-4o-mini/openai/ok-mini"}  # all traffic is back on the baseline
     events = _events(ledger_url, "bad")
     assert [(e["from"], e["to"]) for e in events] == [(None, "running"), ("running", "rolled_back")]
@@ -135,19 +138,19 @@ def test_a_healthy_candidate_ramps_to_promotion_and_the_cli_reports_it(upstream,
                      "--stages", "25,50,100", *FAST]) == 0
         assert main(["canary", "start", "good", "--model", "gpt-4o-mini", "--candidate", "cand",
                      "--config", path]) == 1  # a live canary of that name exists
-        time.sleep(0.2)
+        _seen(gw, "good", "running")
         deadline = time.monotonic() + 20
         while _wait_state(ledger_url, "good", "promoted", timeout=0).state != "promoted":
             assert time.monotonic() < deadline
             _send(gw, 10)
-        time.sleep(0.2)
+        _seen(gw, "good", "promoted")
         assert set(_send(gw, 10)) == {"cand-1"}  # promoted: the candidate takes all the model's traffic
         assert main(["canary", "status", "good", "--config", path]) == 0
         text = capsys.readouterr().out
         assert "good: promoted, cand takes 100% of gpt-4o-mini" in text
         assert "running → running at 50%" in text and "running → promoted at 100%" in text
         assert main(["canary", "rollback", "good", "--config", path]) == 0
-        time.sleep(0.2)
+        _seen(gw, "good", "rolled_back")
         assert set(_send(gw, 5)) == {"gpt-4o-mini/openai/ok-mini"}
         assert b'hedgeway_canary_state{canary="good",state="rolled_back"} 1' in _metrics(gw)
     assert [e["to"] for e in _events(ledger_url, "good")] == ["running", "running", "running", "promoted",
@@ -160,6 +163,16 @@ def _metrics(gw) -> bytes:
     return raw(gw, "GET", "/metrics")[2]
 
 
+def _seen(gw, name: str, state: str, timeout: float = 10.0) -> None:
+    """Wait until the gateway itself (its /metrics) has loaded the canary in `state`: its poll runs on its own
+    thread and can lag a change made through the CLI on a loaded machine."""
+    want = f'hedgeway_canary_state{{canary="{name}",state="{state}"}} 1'.encode()
+    deadline = time.monotonic() + timeout
+    while want not in _metrics(gw):
+        assert time.monotonic() < deadline, f"the gateway never saw canary {name} {state}"
+        time.sleep(0.05)
+
+
 def test_sla_misses_of_a_candidate_in_a_routed_tier_roll_it_back(upstream, ledger_url, tmp_path):
     # `auto` routes every prompt to the simple tier (gpt-4o-mini) whose SLA is 0.3 s; the candidate ("slow",
     # 3 s) stands in for that tier and is held to the same SLA: each miss falls back to the baseline in time.
@@ -169,10 +182,9 @@ def test_sla_misses_of_a_candidate_in_a_routed_tier_roll_it_back(upstream, ledge
     with BackgroundGateway(from_dict(cfg)) as gw:
         assert main(["canary", "start", "slowpoke", "--model", "gpt-4o-mini", "--candidate", "cand",
                      "--config", path, "--stages", "100", "--min-requests", "3", "--min-seconds", "0"]) == 0
-        time.sleep(0.2)
-        started = time.monotonic()
+        _seen(gw, "slowpoke", "running")
+        # the candidate answers only after 3 s: the baseline's answers mean the 0.3 s SLA cut each one short
         assert set(_send(gw, 3, model="auto")) == {"gpt-4o-mini/openai/ok-mini"}
-        assert time.monotonic() - started < 3  # each request: the 0.3 s SLA, then the baseline
         row = _wait_state(ledger_url, "slowpoke", "rolled_back")
     assert row.state == "rolled_back"
     assert "SLA-fallback rate 100.0% > 10.0%" in _events(ledger_url, "slowpoke")[-1]["reason"]
@@ -183,7 +195,8 @@ def _two_replicas_share_one_ramp(upstream, url: str, tmp_path) -> None:
     with BackgroundGateway(from_dict(cfg)) as a, BackgroundGateway(from_dict(cfg)) as b:
         assert main(["canary", "start", "shared", "--model", "gpt-4o-mini", "--candidate", "cand",
                      "--config", path, "--stages", "100", "--min-requests", "6", "--min-seconds", "0"]) == 0
-        time.sleep(0.3)
+        _seen(a, "shared", "running")
+        _seen(b, "shared", "running")
         # 4 candidate requests on each replica: neither reaches 6 alone, together they do
         assert set(_send(a, 4)) == set(_send(b, 4)) == {"cand-1"}
         row = _wait_state(url, "shared", "promoted", timeout=8)
@@ -247,7 +260,7 @@ def test_quality_trigger_with_the_simulated_provider(tmp_path, candidate_model, 
         assert main(["canary", "start", "q", "--model", "base", "--candidate", "cand", "--config", path,
                      "--stages", "100", "--min-requests", "5", "--min-seconds", "0", "--min-agreement", "0.6",
                      "--quality-sample", "1", "--min-quality-samples", "5"]) == 0
-        time.sleep(0.2)
+        _seen(gw, "q", "running")
         client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER, max_retries=0)
         for i in range(12):
             client.chat.completions.create(model="base", messages=[{"role": "user", "content": f"question {i}"}])
