@@ -30,6 +30,7 @@ from hedgeway.errors import ConfigError
 from hedgeway.cache.config import CacheIn
 from hedgeway.limits.config import LimitsIn
 from hedgeway.pricing import gpu_hour_card, lookup
+from hedgeway.redaction import env_secrets
 from hedgeway.routing.config import RouterIn, check_routes
 from hedgeway.shadow import ShadowIn, check_shadows
 from hedgeway.strict import Strict
@@ -153,6 +154,7 @@ class Config:
     cache: CacheIn = field(default_factory=CacheIn)
     router: RouterIn = field(default_factory=RouterIn)
     tracing: TracingIn | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # every credential's value, for redaction.py
 
 
 def format_loc(loc: tuple) -> str:
@@ -253,6 +255,8 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
             "headers": {k: resolve_secret(v, f"tracing.headers.{k}") for k, v in tracing.headers.items()}})
     ledger = cfg.ledger.model_copy(update={"url": resolve_secret(cfg.ledger.url, rename("ledger.url"))})
     cache = cfg.cache.model_copy(update={"redis_url": resolve_secret(cfg.cache.redis_url, rename("cache.redis_url"))})
+    secrets = [auth.master_key or "", *env_secrets(raw)]
+    secrets += [d.api_key for d in by_id.values()]  # header values count when they come from the environment
     return Config(server=cfg.server, auth=auth, ledger=ledger, routing=cfg.routing, models=models,
                   warnings=tuple(warnings), source=source, deployments=by_id, limits=cfg.limits,
-                  cache=cache, router=cfg.router, tracing=tracing)
+                  cache=cache, router=cfg.router, tracing=tracing, secrets=tuple(s for s in secrets if s))

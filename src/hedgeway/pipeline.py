@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from itertools import count
 from typing import Any, AsyncIterator
@@ -25,6 +24,7 @@ from hedgeway.cache.stream import assemble
 from hedgeway.canary import open_canaries
 from hedgeway.canary.quality import answer_text, rouge_l
 from hedgeway.config import Config
+from hedgeway.context import Reply, RequestContext, StreamOut
 from hedgeway.errors import AllDeploymentsFailed, HedgewayError, UpstreamError
 from hedgeway.fallback import Outcome, RetryPolicy, call_with_fallback
 from hedgeway.keys import open_ring
@@ -34,44 +34,16 @@ from hedgeway.limits import build_admission
 from hedgeway.metrics import Metrics
 from hedgeway.pricing import cost
 from hedgeway.providers import PROVIDERS, Provider, StreamReply
+from hedgeway.redaction import Redactor
 from hedgeway.routing import Plan, Planner
 from hedgeway.shadow import Answer, ShadowIn, Shadows
 from hedgeway.sse import UsageTap
+from hedgeway.tokens import TokenCounter
 from hedgeway.tracing import build_tracer
-from hedgeway.types import ChatRequest, Principal, Usage
+from hedgeway.types import ChatRequest, Usage
 
 _PREFIX = os.urandom(4).hex()
 _ids = count(1)
-_ZERO = Decimal(0)
-
-
-@dataclass(slots=True)
-class RequestContext:
-    request_id: str
-    principal: Principal
-    started: float  # perf_counter at arrival
-    ts: float  # wall clock at arrival (ledger)
-    ticket: Any = None  # the admission ticket, settled by the request's one ledger record
-    cache: str | None = None  # the cache outcome ("miss", "hit-exact", …) when a cache is in front
-    route: dict[str, Any] | None = None  # the router's decision, when one was made
-    trace: str | None = None  # the caller's W3C traceparent, when tracing is on
-    prompt: str | None = None  # the request's messages as JSON, only with ledger.log_prompts
-
-
-@dataclass(slots=True)
-class Reply:
-    body: bytes
-    headers: dict[str, str]
-    usage: Usage = Usage()
-    cost: Decimal = _ZERO
-
-
-@dataclass(slots=True)
-class StreamOut:
-    headers: dict[str, str]
-    chunks: AsyncIterator[bytes]
-
-
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -90,6 +62,9 @@ class Gateway:
         spool = Spool(lc.spool_path, lc.url, lc.spool_max_bytes) if lc.spool_path else None
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
         self.admission = build_admission(config)
+        self.admission.restore(store, self.auth.ring)
+        self.redact = Redactor(config.secrets)
+        self.tokens = TokenCounter()
         self.tracer = build_tracer(config.tracing)
         self.log_prompts = config.ledger.log_prompts
         self.canaries = self.planner.canaries = open_canaries(config, config.routing.canary_poll)
@@ -131,11 +106,15 @@ class Gateway:
 
     def _call(self, ctx: RequestContext, method: str, arg: Any):
         """The per-attempt call for the fallback loop: the deployment's own limits, then its provider."""
-        providers, admission = self.providers, self.admission
+        providers, admission, redact = self.providers, self.admission, self.redact
 
         async def call(dep):
             await admission.deployment(dep, ctx.ticket)
-            return await getattr(providers[dep.id], method)(arg)
+            try:
+                return await getattr(providers[dep.id], method)(arg)
+            except HedgewayError as exc:  # upstream text, on its way to error bodies and logs
+                exc.message = redact(exc.message)
+                raise
         return call
 
     def _record(self, ctx: RequestContext, endpoint: str, model: str, status: int, **fields: Any) -> None:
@@ -285,45 +264,60 @@ class Gateway:
                      ttft: float, overhead: float, lookup: Lookup | None,
                      shadow: ShadowIn | None) -> AsyncIterator[bytes]:
         stream: StreamReply = outcome.result
-        tap = UsageTap(keep_usage=req.include_usage)
-        # the stream's chunks, for the cache (only on a miss) and a shadow comparison
-        kept: list[bytes] | None = [] if lookup is not None or shadow is not None else None
+        # A budget's reservation holds `ticket.out` output tokens: the stream stops there (sse.py counts).
+        tap = UsageTap(req.include_usage, self.redact.relayed, ctx.ticket.out if ctx.ticket is not None else 0)
+        kept: list[bytes] = []  # the relayed chunks: for the cache, a shadow, and counting unreported usage
         status, error = 499, "ClientDisconnected"  # unless the loop below finishes
         try:
             try:
                 async for chunk in stream.chunks():
-                    if kept is not None:
-                        kept.append(chunk)
+                    kept.append(chunk)
                     out = tap.feed(chunk)
                     if out:
                         yield out
-                tail = tap.flush()
-                if not (tap.done or tail.startswith(b"data: [DONE]")):  # a clean end, but a cut stream
+                    if tap.capped:
+                        break
+                tail = tap.stop(req.body.get("n")) if tap.capped else tap.flush()
+                if not (tap.done or tap.capped or tail.startswith(b"data: [DONE]")):  # a clean end, but cut
                     raise UpstreamError("the stream ended without [DONE]", deployment=outcome.deployment.id)
                 if tail:
                     yield tail
                 status, error = 200, None
             except UpstreamError as exc:  # the stream broke after it started: tell the client in-band
                 status, error = 200, f"{type(exc).__name__}MidStream"
-                exc.message = f"upstream stream interrupted: {exc.message}"
+                exc.message = self.redact(f"upstream stream interrupted: {exc.message}")
                 yield b"data: " + exc.to_body() + b"\n\n"
         finally:
-            if status != 200 or error:
-                stream.close()
+            if status != 200 or error or tap.capped:
+                stream.close()  # abandoned, broken, or past its reserved output: cancel the upstream call
             self.planner.inflight[outcome.deployment.id] -= 1
-            usage = tap.usage or Usage()
-            fields = self._usage_fields(ctx, outcome, usage)
-            self._record(ctx, endpoint, req.model, status, stream=True, error_type=error, ttft_ms=_ms(ttft),
-                         overhead_ms=_ms(overhead), **fields)
-            if lookup is not None and error is None:
-                self.cache.store_stream(lookup, kept, usage, fields["cost"])
-            if shadow is not None:
-                primary = Answer(outcome.deployment.id, _ms(time.perf_counter() - ctx.started), fields["cost"],
-                                 assemble(kept) if error is None else None)
-                if primary.body is None:  # nothing whole to compare with
-                    self.shadows.release(shadow)
-                else:
-                    self._background(self._shadow(ctx, req, shadow, primary))
+            end = (outcome, req, ctx, endpoint, status, error, ttft, overhead, kept,
+                   None if tap.capped else lookup, shadow)
+            if tap.usage is None:  # not reported (llama.cpp never does; a cut stream): count it, off the loop
+                self._background(self._count_then_end(*end))
+            else:
+                self._end_stream(tap.usage, False, *end)
+
+    async def _count_then_end(self, *end: Any) -> None:
+        outcome, req, ctx, endpoint, status, error, ttft, overhead, kept = end[:9]
+        self._end_stream(await asyncio.to_thread(self.tokens.usage, req.body, kept), True, *end)
+
+    def _end_stream(self, usage: Usage, estimated: bool, outcome: Outcome, req: ChatRequest, ctx: RequestContext,
+                    endpoint: str, status: int, error: str | None, ttft: float, overhead: float, kept: list[bytes],
+                    lookup: Lookup | None, shadow: ShadowIn | None) -> None:
+        """A relayed stream's ledger record (settling its ticket), cache entry and shadow comparison."""
+        fields = self._usage_fields(ctx, outcome, usage)
+        self._record(ctx, endpoint, req.model, status, stream=True, error_type=error, ttft_ms=_ms(ttft),
+                     overhead_ms=_ms(overhead), usage_estimated=estimated, **fields)
+        if lookup is not None and error is None:
+            self.cache.store_stream(lookup, kept, usage, fields["cost"])
+        if shadow is not None:
+            primary = Answer(outcome.deployment.id, _ms(time.perf_counter() - ctx.started), fields["cost"],
+                             assemble(kept) if error is None else None)
+            if primary.body is None:  # nothing whole to compare with
+                self.shadows.release(shadow)
+            else:
+                self._background(self._shadow(ctx, req, shadow, primary))
 
     async def _again(self, ctx: RequestContext, endpoint: str, model: str, req: ChatRequest,
                      canary: bool = True) -> tuple[Outcome, dict[str, Any]]:

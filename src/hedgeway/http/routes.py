@@ -20,7 +20,8 @@ from hedgeway.http.router_stats import router_stats_handler
 from hedgeway.http.ui import UI
 from hedgeway.http.server import Request, Response, StreamingResponse
 from hedgeway.chat_request import parse_chat
-from hedgeway.pipeline import Gateway, RequestContext
+from hedgeway.context import RequestContext
+from hedgeway.pipeline import Gateway
 
 log = logging.getLogger("hedgeway.http")
 Handler = Callable[[Request], Awaitable["Response | StreamingResponse"]]

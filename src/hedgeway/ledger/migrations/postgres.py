@@ -184,4 +184,8 @@ POSTGRES: list[Step] = [
         )""",
         "CREATE INDEX shadow_results_ts ON shadow_results (ts)",
     )),
+    # Usage estimates (hedgeway.tokens): TRUE when the upstream reported no usage (llama.cpp streams, a client
+    # that hung up) and the row's tokens and cost were counted by Hedgeway.
+    Step("011_requests_usage_estimated",
+         ("ALTER TABLE requests ADD COLUMN usage_estimated BOOLEAN NOT NULL DEFAULT FALSE",)),
 ]

@@ -189,4 +189,8 @@ SQLITE: list[Step] = [
         )""",
         "CREATE INDEX shadow_results_ts ON shadow_results (ts)",
     )),
+    # Usage estimates (hedgeway.tokens): 1 when the upstream reported no usage (llama.cpp streams, a client
+    # that hung up) and the row's tokens and cost were counted by Hedgeway.
+    Step("011_requests_usage_estimated",
+         ("ALTER TABLE requests ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0",)),
 ]

@@ -1,0 +1,102 @@
+"""Counting tokens the upstream did not report, offline: the prompt (with the chat template's overhead) and
+the output a stream relayed.
+
+    counter = TokenCounter()                       # starts loading the tokenizer in a thread
+    counter.usage(body, chunks) -> Usage           # blocking (call it in a thread): prompt + output tokens
+
+The tokenizer is quicktok's `cl100k_base` (exact tiktoken ids; it ships its vocabulary in the wheel, where
+tiktoken would download it at first use and fail offline). One encoding for every model: the count is an
+estimate for a model whose own tokenizer differs (Llama 3's vocabulary extends cl100k's; o200k counts a
+few percent fewer tokens on English), and the ledger row says so (`usage_estimated`).
+
+The chat template, which the upstream applies and the client never sees, costs per request:
+- `TEMPLATE_PER_MESSAGE` = 5 tokens per message: ChatML's `<|im_start|>` role `\\n` … `<|im_end|>` `\\n`
+  (OpenAI documents 3–4 for its models; Llama 3's header is 5);
+- `TEMPLATE_PER_REQUEST` = 3 tokens priming the reply (`<|im_start|>assistant\\n`);
+- `DEFAULT_SYSTEM` = 19 tokens more when the request has no system message: templates such as
+  SmolLM2's insert their own (llama.cpp counted 39 prompt tokens for a 12-token, one-message prompt:
+  19 + 5 + 12 + 3).
+Budget reservations (limits/estimate.py) add the same overhead to their byte-based estimate.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterable, Mapping
+
+from hedgeway.types import Usage
+
+TEMPLATE_PER_MESSAGE = 5
+TEMPLATE_PER_REQUEST = 3
+DEFAULT_SYSTEM = 19
+ENCODING = "cl100k_base"
+
+
+def template_tokens(messages: Any) -> int:
+    """The chat template's tokens for a request's `messages` (see the module docstring)."""
+    if not isinstance(messages, list):
+        return TEMPLATE_PER_REQUEST
+    system = any(isinstance(m, dict) and m.get("role") in ("system", "developer") for m in messages)
+    return TEMPLATE_PER_MESSAGE * len(messages) + TEMPLATE_PER_REQUEST + (0 if system else DEFAULT_SYSTEM)
+
+
+def _texts(value: Any) -> Iterable[str]:
+    """Every string inside a message's content (text parts, tool-call arguments); not image data."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, dict):
+        if value.get("type") in ("image_url", "image", "input_audio"):
+            return
+        for item in value.values():
+            yield from _texts(item)
+
+
+def _answer_texts(events: list[dict]) -> Iterable[str]:
+    for event in events:
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") or {}
+            for field in ("content", "refusal", "reasoning_content"):
+                if isinstance(delta.get(field), str):
+                    yield delta[field]
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                yield (fn.get("name") or "") + (fn.get("arguments") or "")
+
+
+class TokenCounter:
+    def __init__(self):
+        self._encoding = None
+        self._loaded = threading.Event()
+        # Loading takes 0.5-3 s: started now, off the event loop, so the first estimate rarely waits.
+        threading.Thread(target=self._load, name="hedgeway-tokenizer", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            import quicktok
+
+            self._encoding = quicktok.get_encoding(ENCODING)
+        finally:
+            self._loaded.set()
+
+    def count(self, text: str) -> int:
+        """Tokens of `text` (waits for the tokenizer; bytes / 4 if it could not be loaded)."""
+        self._loaded.wait()
+        if self._encoding is None:
+            return -(-len(text.encode()) // 4)
+        return self._encoding.count(text)
+
+    def prompt(self, body: Mapping[str, Any]) -> int:
+        messages = body.get("messages")
+        text = "\n".join(_texts([m.get("content") if isinstance(m, dict) else m for m in messages or ()]))
+        tools = "\n".join(_texts(body.get("tools"))) + "\n".join(
+            _texts([m.get("tool_calls") for m in messages or () if isinstance(m, dict)]))
+        return self.count(text) + self.count(tools) + template_tokens(messages)
+
+    def usage(self, body: Mapping[str, Any], chunks: list[bytes]) -> Usage:
+        """Estimated usage of a stream: the request's prompt and what the relayed `chunks` carried."""
+        from hedgeway.cache.stream import events
+
+        return Usage(self.prompt(body), self.count("".join(_answer_texts(events(chunks)))))
