@@ -276,6 +276,7 @@ class Gateway:
                     if out:
                         yield out
                     if tap.capped:
+                        kept[-1] = out  # what was relayed of it, for the count
                         break
                 tail = tap.stop(req.body.get("n")) if tap.capped else tap.flush()
                 if not (tap.done or tap.capped or tail.startswith(b"data: [DONE]")):  # a clean end, but cut

@@ -2,7 +2,8 @@
 
     redactor = Redactor(config_secrets(config))   # built once at start-up
     redactor(text) -> str            # error messages, log lines: by value, then key-like patterns, no traces
-    redactor.relayed(event) -> bytes # relayed stream bytes: by value only (cheap; a model's prose is kept)
+    redactor.relayed(event) -> bytes # relayed stream bytes: by value (cheap; a model's prose is kept), and
+                                     # by pattern in error events
 
 By value: every configured credential (each deployment's api_key and header values, the master key, and
 every `os.environ/NAME` value the config resolved), so a key the upstream echoes back in any form of text is
@@ -68,6 +69,8 @@ class Redactor:
         for secret, mask in self._bytes:
             if secret in data:
                 data = data.replace(secret, mask)
+        if b'"error"' in data:  # an upstream error event: key-like strings too (the pattern keeps JSON valid)
+            data = SECRETISH.sub(MASK, data.decode("utf-8", "replace")).encode()
         return data
 
     def log_filter(self) -> logging.Filter:

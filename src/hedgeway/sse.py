@@ -89,9 +89,11 @@ class UsageTap:
         tail, self._tail = self._tail, b""
         return self.scrub(tail) if self.scrub is not None and tail else tail
 
-    def stop(self, choices: int) -> bytes:
-        """The end of a capped stream: a chunk finishing every choice with "length", then [DONE]."""
+    def stop(self, n: object) -> bytes:
+        """The end of a capped stream: a chunk finishing each of the request's `n` choices with "length",
+        then [DONE]."""
         sep = self._sep or b"\n\n"
+        choices = n if isinstance(n, int) and 0 < n <= 128 else 1
         try:
             first = orjson.loads(self._first[self._first.find(b"{"):]) if self._first else {}
         except orjson.JSONDecodeError:
