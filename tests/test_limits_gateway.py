@@ -23,11 +23,11 @@ from hedgeway.ledger import open_store
 from test_limits_support import REDIS_URL, delete_prefix, free_port, new_prefix, redis_available, run
 
 
-def post(gw, body: dict) -> tuple[int, dict, dict]:
+def post(gw, body: dict, key: str = MASTER) -> tuple[int, dict, dict]:
     u = urlsplit(gw.base_url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
-                 headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"})
+                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     resp = conn.getresponse()
     data = json.loads(resp.read())
     conn.close()

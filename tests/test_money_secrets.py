@@ -26,7 +26,6 @@ import uuid
 from decimal import Decimal
 from urllib.parse import urlsplit
 
-import openai
 import pytest
 import quicktok
 import yaml
@@ -45,6 +44,7 @@ from hedgeway.pricing import cost
 from hedgeway.types import Principal, Usage
 from test_cli import ENV, HW, free_port
 from test_ledger_postgres import pg_admin, pg_url  # noqa: F401 - fixtures
+from test_limits_gateway import post
 
 GOOGLE_KEY = "AIzaSyD4fake0123456789abcdefghijklmnopq"  # the deployment's key, Gemini-style
 OTHER_KEY = "AIzaSyC9another0123456789abcdefghijklmn"  # another deployment's
@@ -135,17 +135,6 @@ def raw_stream(gw, body: dict, key: str = MASTER, read: int | None = None) -> tu
                  headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     resp = conn.getresponse()
     data = resp.read(read) if read else resp.read()
-    conn.close()
-    return resp.status, data
-
-
-def post(gw, body: dict, key: str = MASTER) -> tuple[int, dict]:
-    u = urlsplit(gw.base_url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
-    conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
-                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = json.loads(resp.read())
     conn.close()
     return resp.status, data
 
@@ -248,7 +237,7 @@ def test_an_upstream_ignoring_max_tokens_is_settled_at_its_cost_and_the_next_req
     cfg = config(llama.base_url, ledger_url, limits={"budgets": [{"limit": "0.50", "period": "total"}]})
     with BackgroundGateway(from_dict(cfg)) as gw:
         assert post(gw, ask("endless", max_tokens=10))[0] == 200
-        status, body = post(gw, ask("nousage", max_tokens=10))
+        status, _, body = post(gw, ask("nousage", max_tokens=10))
     assert status == 429 and body["error"]["code"] == "budget_exceeded"
     row = records(ledger_url, 2)[0]
     assert row.completion_tokens == 100_000 and row.cost == Decimal("20.0039")  # the real bill, not capped
@@ -291,7 +280,7 @@ def test_budgets_survive_a_restart_of_hedgeway_serve(llama, tmp_path, capsys, ba
         _stop(proc)
     proc = _serve(str(cfg), port)
     try:
-        status, body = post(gw, ask("nousage", max_tokens=10), key)
+        status, _, body = post(gw, ask("nousage", max_tokens=10), key)
         assert status == 429 and "key:" in body["error"]["message"]
         assert post(gw, ask("nousage", max_tokens=10), sibling)[0] == 200
     finally:
@@ -316,7 +305,7 @@ def test_an_upstream_error_event_quoting_keys_reaches_the_client_redacted(llama,
 def test_error_bodies_and_log_lines_never_carry_a_configured_or_google_key(llama, ledger_url, caplog):
     caplog.set_level(logging.WARNING)
     with BackgroundGateway(from_dict(config(llama.base_url, ledger_url))) as gw:
-        status, body = post(gw, ask("echo-key"))
+        status, _, body = post(gw, ask("echo-key"))
         logging.getLogger("hedgeway.test").warning("echoed %s", OTHER_KEY)  # anything logged is redacted
     assert status == 502 and "API key not valid" in body["error"]["message"]
     text = json.dumps(body) + "\n".join(r.getMessage() for r in caplog.records)
@@ -327,7 +316,7 @@ def test_error_bodies_and_log_lines_never_carry_a_configured_or_google_key(llama
 def test_an_upstream_stack_trace_is_neither_forwarded_nor_logged(llama, ledger_url, caplog):
     caplog.set_level(logging.WARNING)
     with BackgroundGateway(from_dict(config(llama.base_url, ledger_url))) as gw:
-        status, body = post(gw, ask("trace-500", top_k=-1))
+        status, _, body = post(gw, ask("trace-500", top_k=-1))
     message = body["error"]["message"]
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert status == 502 and "upstream returned 500" in message

@@ -48,10 +48,12 @@ def _texts(value: Any) -> Iterable[str]:
         for item in value:
             yield from _texts(item)
     elif isinstance(value, dict):
-        if value.get("type") in ("image_url", "image", "input_audio"):
-            return
-        for item in value.values():
-            yield from _texts(item)
+        kind = value.get("type")
+        if kind == "text":
+            yield from _texts(value.get("text"))
+        elif kind not in ("image_url", "image", "input_audio"):
+            for item in value.values():
+                yield from _texts(item)
 
 
 def _answer_texts(events: list[dict]) -> Iterable[str]:
