@@ -356,5 +356,5 @@ def test_every_credential_of_the_config_is_redacted_by_value(llama, ledger_url, 
     redact = Redactor(cfg.secrets)
     text = redact(f"posting to https://hooks.example/T0123/b-path-xyz as {MASTER} with {OTHER_KEY}; port 8080")
     assert text == "posting to [redacted] as [redacted] with [redacted]; port 8080"
-    assert redact.relayed(f'data: {{"choices": [{{"delta": {{"content": "{GOOGLE_KEY}"}}}}]}}'.encode()) == (
-        b'data: {"choices": [{"delta": {"content": "[redacted]"}}]}')
+    assert redact.relayed(f'data: {{"error": {{"message": "bad key {GOOGLE_KEY}"}}}}\n\n'.encode()) == (
+        b'data: {"error": {"message": "bad key [redacted]"}}\n\n')

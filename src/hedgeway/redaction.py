@@ -2,8 +2,7 @@
 
     redactor = Redactor(config_secrets(config))   # built once at start-up
     redactor(text) -> str            # error messages, log lines: by value, then key-like patterns, no traces
-    redactor.relayed(event) -> bytes # relayed stream bytes: by value (cheap; a model's prose is kept), and
-                                     # by pattern in error events
+    redactor.relayed(chunk) -> bytes # relayed stream bytes: error events only, by value and by pattern
 
 By value: every configured credential (each deployment's api_key and header values, the master key, and
 every `os.environ/NAME` value the config resolved), so a key the upstream echoes back in any form of text is
@@ -66,12 +65,14 @@ class Redactor:
         return SECRETISH.sub(MASK, text)
 
     def relayed(self, data: bytes) -> bytes:
+        """Relayed stream bytes: untouched unless they hold an error event (one substring test per chunk on
+        the hot path); then masked by value and by pattern (the pattern keeps JSON valid)."""
+        if b'"error"' not in data:
+            return data
         for secret, mask in self._bytes:
             if secret in data:
                 data = data.replace(secret, mask)
-        if b'"error"' in data:  # an upstream error event: key-like strings too (the pattern keeps JSON valid)
-            data = SECRETISH.sub(MASK, data.decode("utf-8", "replace")).encode()
-        return data
+        return SECRETISH.sub(MASK, data.decode("utf-8", "replace")).encode()
 
     def log_filter(self) -> logging.Filter:
         """A handler filter that redacts every record's formatted message (and drops its traceback text)."""
