@@ -4,7 +4,6 @@ OpenAI-style one-token chunks. `python bench/usage_tap.py`"""
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import orjson
@@ -27,7 +26,7 @@ def run(**kw) -> float:
         for chunk in CHUNKS:
             tap.feed(chunk)
         times.append((time.process_time() - start) / len(CHUNKS) * 1e6)
-    return statistics.min(times)
+    return min(times)
 
 
 if __name__ == "__main__":
