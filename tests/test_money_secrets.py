@@ -358,3 +358,14 @@ def test_every_credential_of_the_config_is_redacted_by_value(llama, ledger_url, 
     assert text == "posting to [redacted] as [redacted] with [redacted]; port 8080"
     assert redact.relayed(f'data: {{"error": {{"message": "bad key {GOOGLE_KEY}"}}}}\n\n'.encode()) == (
         b'data: {"error": {"message": "bad key [redacted]"}}\n\n')
+
+
+def test_a_logged_exception_s_traceback_is_masked_too(llama, ledger_url, caplog):
+    caplog.set_level(logging.ERROR)
+    with BackgroundGateway(from_dict(config(llama.base_url, ledger_url))):
+        try:
+            raise ConnectionError(f"cannot reach https://x.example/?key={GOOGLE_KEY}")
+        except ConnectionError:
+            logging.getLogger("hedgeway.test").exception("call failed")
+    [record] = [r for r in caplog.records if r.name == "hedgeway.test"]
+    assert GOOGLE_KEY not in caplog.text and "key=[redacted]" in record.exc_text

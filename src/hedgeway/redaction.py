@@ -58,11 +58,7 @@ class Redactor:
         self._bytes = [(s.encode(), MASK.encode()) for s in self.values]
 
     def __call__(self, text: str) -> str:
-        text = untraced(text)
-        for secret in self.values:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return SECRETISH.sub(MASK, text)
+        return SECRETISH.sub(MASK, self.by_value(untraced(text)))
 
     def relayed(self, data: bytes) -> bytes:
         """Relayed stream bytes: untouched unless they hold an error event (one substring test per chunk on
@@ -74,8 +70,15 @@ class Redactor:
                 data = data.replace(secret, mask)
         return SECRETISH.sub(MASK, data.decode("utf-8", "replace")).encode()
 
+    def by_value(self, text: str) -> str:
+        for secret in self.values:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
     def log_filter(self) -> logging.Filter:
-        """A handler filter that redacts every record's formatted message (and drops its traceback text)."""
+        """A handler filter that redacts every record's message (as `__call__`) and masks credentials in the
+        traceback of a `log.exception` (by value: the gateway's own traces stay readable)."""
         redact = self
 
         class _Filter(logging.Filter):
@@ -84,5 +87,9 @@ class Redactor:
                 clean = redact(message)
                 if clean != message:
                     record.msg, record.args = clean, None
+                if record.exc_info and not record.exc_text:
+                    record.exc_text = logging.Formatter().formatException(record.exc_info)
+                if record.exc_text:
+                    record.exc_text = redact.by_value(record.exc_text)
                 return True
         return _Filter()
