@@ -369,3 +369,25 @@ def test_a_logged_exception_s_traceback_is_masked_too(llama, ledger_url, caplog)
             logging.getLogger("hedgeway.test").exception("call failed")
     [record] = [r for r in caplog.records if r.name == "hedgeway.test"]
     assert GOOGLE_KEY not in caplog.text and "key=[redacted]" in record.exc_text
+
+
+def test_current_spend_per_scope_and_period_leaves_out_the_gateway_s_own_copies(tmp_path):
+    from hedgeway.limits.periods import bounds
+    from hedgeway.limits.restore import current_spend
+
+    store = open_store(f"sqlite:///{tmp_path}/l.db")
+    store.migrate()
+    now = time.time()
+    month = bounds("monthly", now)[0]
+    rows = [Record("a", now, "chat", "m", "d", "openai", 200, key_id="k1", team="t", cost=Decimal("1.5")),
+            Record("b", now, "shadow", "m", "d", "openai", 200, key_id="k1", team="t", cost=Decimal("7")),
+            Record("c", month - 10, "chat", "m", "d", "openai", 200, key_id="k1", cost=Decimal("2")),
+            Record("d", now, "messages", "m", "d", "openai", 200, key_id="k2", team="t", cost=Decimal("0.25"))]
+    store.write(rows)
+    try:
+        spent = current_spend(store, {"k1": "u1", "k2": None}, now)
+    finally:
+        store.close()
+    assert spent[("key:k1", "monthly")] == spent[("user:u1", "monthly")] == 1_500_000_000
+    assert spent[("key:k1", "total")] == 3_500_000_000 and spent[("team:t", "daily")] == 1_750_000_000
+    assert spent[("global", "total")] == 3_750_000_000 and ("user:None", "total") not in spent

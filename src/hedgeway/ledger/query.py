@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 from hedgeway.ledger.base import RECORD_FIELDS, Record
 
 COLUMNS = ", ".join(RECORD_FIELDS)
-GROUP_KEYS = ("day", "model_name", "deployment", "key_id", "team")
+GROUP_KEYS = ("day", "model_name", "deployment", "key_id", "team", "endpoint")
 _values = attrgetter(*RECORD_FIELDS)
 # An error is a row whose status says so, or a stream that broke after its 200 (error_type
 # "UpstreamErrorMidStream"): the same rule as /metrics' hedgeway_errors_total.

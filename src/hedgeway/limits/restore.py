@@ -7,7 +7,8 @@ key that is already over its budget. At start-up the Limiter seeds its store fro
                                                     # user: and global, in each period containing `now`
 
 One grouped query per period (daily, weekly, monthly, total) over `ts >= period start`; "total" reads the
-whole ledger once. Users come from the key ring (key id → user id); the ledger records key and team.
+whole ledger once. Rows of the gateway's own copies (endpoints "shadow", "canary_check") are left out, as
+admission never charged them to a budget. Users come from the key ring (key id → user id); the ledger records key and team.
 Redis keeps its own counters across restarts and is not seeded.
 """
 
@@ -20,15 +21,17 @@ from hedgeway.limits.config import PERIODS
 from hedgeway.limits.estimate import to_units
 from hedgeway.limits.periods import bounds
 
+UNCHARGED = ("shadow", "canary_check")  # endpoints of after-response copies, paid by the operator
+
 
 def current_spend(ledger: Any, key_users: dict[str, str | None], now: float) -> dict[tuple[str, str], int]:
     """Settled spend in units (1e-9 USD) per (budget scope, period) for the periods containing `now`."""
     spent: dict[tuple[str, str], int] = defaultdict(int)
     for period in PERIODS:
         start, _ = bounds(period, now)
-        for row in ledger.spend(since=start if start else None, group_by=("key_id", "team")):
+        for row in ledger.spend(since=start if start else None, group_by=("key_id", "team", "endpoint")):
             units = to_units(row["cost"])
-            if not units:
+            if not units or row["endpoint"] in UNCHARGED:
                 continue
             key, team = row["key_id"], row["team"]
             scopes = ["global"]
