@@ -7,6 +7,7 @@ json (`"content": "…"`, with spaces), no usage in any stream (with or without
 `stream_options.include_usage`), usage in plain answers. By upstream model name:
 
     nousage          8 words, then finish and [DONE]
+    zero-usage       the same, then a usage event of zeros (as some proxies send)
     endless          streams 10,000 tokens (" the"), ignoring max_tokens; a plain answer claims 100,000 tokens
     echo-key-stream  two words, then an error event quoting the deployment's key and an unknown Google key
     echo-key         HTTP 500 quoting another deployment's key and an unknown Google key
@@ -103,6 +104,9 @@ class FakeLlama(LoopbackServer):
                                           "type": "server_error"}})
                     break
             await send(chunk({}, "stop"))
+            if model == "zero-usage":  # a proxy that fills usage in with zeros
+                await send({**base, "object": "chat.completion.chunk", "choices": [],
+                            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
             await resp.write(b"data: [DONE]\r\n\r\n")
         except (ConnectionResetError, asyncio.CancelledError):
             self.cancelled += 1
@@ -121,7 +125,7 @@ def config(llama_url: str, ledger_url: str, **extra) -> dict:
     def dep(model, key=GOOGLE_KEY):
         return {"provider": "openai", "model": model, "api_base": llama_url, "api_key": key,
                 "price": {"input": "100", "output": "200"}}
-    names = ("nousage", "endless", "echo-key-stream", "echo-key", "trace-500")
+    names = ("nousage", "zero-usage", "endless", "echo-key-stream", "echo-key", "trace-500")
     return {"auth": {"master_key": MASTER}, "ledger": {"url": ledger_url, "flush_interval": 0.05},
             "routing": {"num_retries": 0},
             "models": [{"name": n, "deployments": [dep(n)]} for n in names]
@@ -167,6 +171,13 @@ def test_stream_without_usage_is_priced_from_a_token_count_and_marked_estimated(
     assert row.cost == cost(Usage(row.prompt_tokens, row.completion_tokens),
                             from_dict(config(llama.base_url, ledger_url)).deployments["nousage/openai/nousage"].price)
     assert row.cost > 0
+
+
+def test_a_stream_whose_usage_is_all_zeros_is_counted_too(llama, ledger_url):
+    with BackgroundGateway(from_dict(config(llama.base_url, ledger_url))) as gw:
+        status, data = raw_stream(gw, ask("zero-usage", stream_options={"include_usage": True}))
+    [row] = records(ledger_url, 1)
+    assert status == 200 and row.usage_estimated and row.prompt_tokens == ENC.count(PROMPT) + 27 and row.cost > 0
 
 
 def test_a_client_that_hangs_up_mid_stream_is_billed_what_was_relayed(llama, ledger_url):

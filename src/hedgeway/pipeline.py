@@ -294,10 +294,11 @@ class Gateway:
             self.planner.inflight[outcome.deployment.id] -= 1
             end = (outcome, req, ctx, endpoint, status, error, ttft, overhead, kept,
                    None if tap.capped else lookup, shadow)
-            if tap.usage is None:  # not reported (llama.cpp never does; a cut stream): count it, off the loop
-                self._background(self._count_then_end(*end))
+            usage = tap.usage
+            if usage is None or not usage.prompt_tokens:  # none (llama.cpp; a cut stream) or an empty one
+                self._background(self._count_then_end(*end))  # count it, off the event loop
             else:
-                self._end_stream(tap.usage, False, *end)
+                self._end_stream(usage, False, *end)
 
     async def _count_then_end(self, *end: Any) -> None:
         """`_end_stream` with the usage counted by tokens.py (on a thread: it may wait for the tokenizer)."""
