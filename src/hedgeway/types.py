@@ -55,6 +55,9 @@ class Deployment:
     price: PriceCard = PriceCard()
     settings: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+    max_concurrency: int | None = None  # slots; beyond them requests wait at the gateway (queueing.py)
+    queue_timeout: float = 30.0  # seconds a request may wait for a slot
+    max_queue: int = 100  # requests that may wait
 
 
 @dataclass(frozen=True, slots=True)
