@@ -19,6 +19,11 @@ class PriceCard:
     cached_input: Decimal | None = None  # None: cached input is billed as input
     cache_write: Decimal | None = None  # prompt-cache creation (Anthropic); None: billed as input
     source: str = "config"
+    # Amortised from a GPU-hour rate (a self-hosted deployment): USD per GPU-hour, GPUs, and the throughput
+    # (tokens/s) the config assumed; None for token-priced cards.
+    gpu_hour: Decimal | None = None
+    gpus: int = 1
+    tokens_per_second: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
