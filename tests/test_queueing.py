@@ -244,3 +244,28 @@ def test_busy_deployment_spills_to_the_fallback_without_a_mark_on_its_health(lon
             assert spilled.headers["x-hedgeway-deployment"] == "roomy/openai/roomy"
         text = urllib.request.urlopen(str(c.base_url).replace("/v1/", "/metrics"), timeout=5).read().decode()
     assert 'hedgeway_breaker_state{deployment="one-slot/openai/one-slot"} 0' in text
+
+
+def test_time_in_the_queue_counts_against_the_sla_deadline():
+    """A TTFT deadline runs from the attempt's start, queue wait included: a request stuck behind a busy
+    slot moves to the next tier at the deadline, not after queue_timeout."""
+    from hedgeway.fallback import RetryPolicy, call_with_fallback
+    from hedgeway.routing.config import BreakerIn
+    from hedgeway.routing.health import Guard, Health
+    from hedgeway.types import Deployment
+
+    slow, spare = Deployment("slow", "m", "openai", "x"), Deployment("spare", "m", "openai", "y")
+    gates = {"slow": Gate("slow", 1, 30.0, 10)}
+
+    async def call(dep):
+        gate = gates.get(dep.id)
+        return dep.id if gate is None else await gate.run(lambda arg: asyncio.sleep(0, arg), dep.id)
+
+    async def main():
+        await gates["slow"].enter()  # its one slot is taken
+        guard = Guard(Health(BreakerIn(), 0.3, ["slow", "spare"]), {"slow": (0.05, 0.05)})
+        out = await call_with_fallback([(slow,), (spare,)], call, RetryPolicy(0), {"slow": 0, "spare": 0},
+                                       hold=True, guard=guard)
+        assert out.result == "spare" and [f.code for f in out.failures] == ["sla_deadline_missed"]
+        assert not gates["slow"].waiters  # it left the line when the deadline cancelled its wait
+    run(main())

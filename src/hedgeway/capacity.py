@@ -9,7 +9,8 @@ not through the gateway's queue: this measures the server), `concurrency` at a t
     ttft_ms_p50, ttft_ms_p95
 
 Output tokens are the stream's usage when the server reports it, else one per content event (llama.cpp
-and vLLM send one token per event). `bench()` returns {"schema", "deployment", "model", "max_tokens",
+and vLLM send one token per event). A stream with no output is an error (`EmptyStream`): it is what
+llama.cpp's server sends past its slots. `bench()` returns {"schema", "deployment", "model", "max_tokens",
 "levels": [...]}, the JSON `--json` prints and `hedgeway plan --bench FILE` reads.
 """
 
@@ -72,6 +73,8 @@ async def _level(provider: Provider, request: ChatRequest, concurrency: int, req
             except HedgewayError as exc:
                 errors[type(exc).__name__] += 1
             else:
+                if not n:  # what llama.cpp sends a request beyond its slots: a 200 with nothing in it
+                    errors["EmptyStream"] += 1
                 ttfts.append(ttft * 1000)
                 tokens += n
                 if n and total > ttft:

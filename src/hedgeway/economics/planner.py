@@ -317,8 +317,9 @@ def _what_ifs(sc: Scenario, recs: list[Record], stats: TrafficStats) -> list[dic
     return rows
 
 
-def verdict(records: Iterable[Record], scenario: Scenario | None = None) -> str:
+def verdict(records: Iterable[Record], scenario: Scenario | None = None,
+            deployments: dict[str, Deployment] | None = None) -> str:
     """One paragraph on `records` (ledger rows, e.g. the demo's traffic): volume, run-rate, tier, the
     break-even of the default self-host profile against the logged prices, and the best what-if.
     `scenario` defaults to the shipped catalogues and defaults (`build_scenario({})`)."""
-    return verdict_text(build_plan(scenario or build_scenario({}), list(records)))
+    return verdict_text(build_plan(scenario or build_scenario({}), list(records), deployments))
