@@ -147,11 +147,23 @@ def _direct_tokens_per_s(dep) -> float:
     return asyncio.run(once())
 
 
-def test_bench_measures_the_real_server(llama, tmp_path, capsys):
+def test_bench_measures_the_real_server_and_finds_its_one_slot(llama, tmp_path, capsys):
     cfg = tmp_path / "hedgeway.yaml"
     cfg.write_text(yaml.safe_dump(config(llama.base_url, "sqlite:///:memory:")))
     assert main(["deployments", "bench", "tiny", "--config", str(cfg), "--concurrency", "1,2", "--requests", "2",
-                 "--max-tokens", "16", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert [(lv["concurrency"], lv["errors"]) for lv in result["levels"]] == [(1, 0), (2, 0)]
-    assert all(lv["output_tokens"] > 0 and lv["output_tokens_per_s"] > 0 for lv in result["levels"])
+                 "--max-tokens", "32", "--json"]) == 0
+    one, two = json.loads(capsys.readouterr().out)["levels"]
+    assert one["errors"] == 0 and one["output_tokens"] > 0 and one["output_tokens_per_s"] > 0
+    # straight at the server (no gateway queue), two at once: one of them gets llama.cpp's empty stream
+    assert two["errors"] >= 1 and two["error_types"] == {"EmptyStream": two["errors"]}
+
+
+def test_demo_routes_the_simple_tier_to_the_real_model(llama, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/demo.db"
+    assert main(["demo", "--self-hosted", "--requests", "12", "--no-progress", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "a real self-hosted model" in out and "12 answered" in out
+    routed = [r for r in records(url, 12) if r.route and '"tier": "simple"' in r.route.replace('":"', '": "')]
+    assert routed and all(r.deployment in ("self-hosted (llama.cpp smollm2-135m)", "cheap-api (simulated gpt-4o-mini)")
+                          for r in routed)
+    assert any(r.deployment == "self-hosted (llama.cpp smollm2-135m)" for r in routed)

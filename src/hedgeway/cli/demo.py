@@ -180,8 +180,8 @@ def _summary(rows, results, db: str, premium) -> None:
     print(f"Cache: {len(hits)} of {len(rows)} requests answered from the exact cache in p50 "
           f"{pct([r.latency_ms for r in hits], .5):.2f} ms, at no upstream cost: {saved:.6f} USD saved.")
     fallbacks = sum(1 for r in rows if r.route and '"fallbacks"' in r.route)
-    print(f"\n{fallbacks} request(s) fell back to another tier after a simulated self-hosted failure; "
-          f"{len(rows) - ok} failed outright.")
+    print(f"\n{fallbacks} request(s) fell back to another tier after the self-hosted one failed or stayed busy "
+          f"past its queue_timeout; {len(rows) - ok} failed outright.")
     print(f"Read the ledger again any time: hedgeway spend --db {db}")
 
 
