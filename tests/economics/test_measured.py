@@ -117,3 +117,5 @@ def test_bench_measures_a_curve_and_the_report_draws_it(tmp_path, capsys):
     assert "Throughput measured" in report.read_text() and "throughput curve of sim/simulated/sim-1" in report.read_text()
     assert main(["deployments", "bench", "nope", "--config", str(path)]) == 2
     assert "known: sim/simulated/sim-1" in capsys.readouterr().err
+    assert main(["deployments", "list", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.split("\t")[:3] == ["sim/simulated/sim-1", "simulated", "no slot limit"]
