@@ -82,6 +82,26 @@ class DeploymentIn(Strict):
     price: PriceIn | None = None
     headers: dict[str, str] = {}
     settings: dict[str, Any] = {}
+    # Slots of the upstream (a self-hosted server's parallel sequences); the surplus waits at the gateway.
+    max_concurrency: int | None = Field(None, ge=1)
+    queue_timeout: float | None = Field(None, gt=0)  # default 30 s
+    max_queue: int | None = Field(None, ge=0)  # default 100; 0: refuse at once when every slot is busy
+
+    @model_validator(mode="after")
+    def _queue_needs_slots(self):
+        for name in ("queue_timeout", "max_queue"):
+            if getattr(self, name) is not None and self.max_concurrency is None:
+                raise ValueError(f"{name} applies to the queue of a deployment with max_concurrency; set it")
+        return self
+
+    def queue(self) -> dict[str, Any]:
+        """The queue fields for `Deployment`, defaults filled in."""
+        out: dict[str, Any] = {"max_concurrency": self.max_concurrency}
+        if self.queue_timeout is not None:
+            out["queue_timeout"] = self.queue_timeout
+        if self.max_queue is not None:
+            out["max_queue"] = self.max_queue
+        return out
 
 
 class ModelIn(Strict):
@@ -238,7 +258,7 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
                 api_base=(d.api_base or settings.pop("default_api_base", "")).rstrip("/"),
                 api_key=resolve_secret(d.api_key, rename(f"{here}.api_key")) or "",
                 timeout=d.timeout, first_byte_timeout=d.first_byte_timeout, weight=d.weight,
-                rpm=d.rpm, tpm=d.tpm, price=price, settings=settings, headers=dict(d.headers))
+                rpm=d.rpm, tpm=d.tpm, price=price, settings=settings, headers=dict(d.headers), **d.queue())
             deps.append(dep)
             by_id[dep_id] = dep
         models[m.name] = tuple(deps)

@@ -34,6 +34,7 @@ from hedgeway.limits import build_admission
 from hedgeway.metrics import Metrics
 from hedgeway.pricing import cost
 from hedgeway.providers import PROVIDERS, Provider, StreamReply
+from hedgeway.queueing import build_gates
 from hedgeway.redaction import Redactor
 from hedgeway.routing import Plan, Planner
 from hedgeway.shadow import Answer, ShadowIn, Shadows
@@ -58,6 +59,7 @@ class Gateway:
                                   config.routing.max_retry_after)
         self.providers: dict[str, Provider] = {
             dep.id: PROVIDERS[dep.provider](dep) for dep in config.deployments.values()}
+        self.gates = build_gates(config.deployments)  # max_concurrency slots + their queues
         lc = config.ledger
         spool = Spool(lc.spool_path, lc.url, lc.spool_max_bytes) if lc.spool_path else None
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
@@ -77,7 +79,7 @@ class Gateway:
             sections.append(self.shadows.render_metrics)
         self.metrics = Metrics(self.planner.inflight,
                                lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures),
-                               models=self.planner.names(), sections=sections)
+                               models=self.planner.names(), sections=sections, gates=self.gates)
         self.cache = build_cache(config, self)
 
     # --- steps ---
@@ -105,13 +107,17 @@ class Gateway:
         return plan
 
     def _call(self, ctx: RequestContext, method: str, arg: Any):
-        """The per-attempt call for the fallback loop: the deployment's own limits, then its provider."""
-        providers, admission, redact = self.providers, self.admission, self.redact
+        """The per-attempt call for the fallback loop: the deployment's own limits, then its provider —
+        in one of its slots when it has `max_concurrency` (a stream keeps the slot until it ends)."""
+        providers, admission, gates, redact = self.providers, self.admission, self.gates, self.redact
 
         async def call(dep):
             await admission.deployment(dep, ctx.ticket)
+            gate = gates.get(dep.id)
             try:
-                return await getattr(providers[dep.id], method)(arg)
+                if gate is None:
+                    return await getattr(providers[dep.id], method)(arg)
+                return await gate.run(getattr(providers[dep.id], method), arg)
             except HedgewayError as exc:  # upstream text, on its way to error bodies and logs
                 exc.message = redact(exc.message)
                 raise
