@@ -61,9 +61,11 @@ def test_bertscore_through_the_command_and_idf_from_the_input_references(tmp_pat
 @pytest.mark.parametrize("lines, argv, message", [
     ([{"id": "a", "output": "x", "reference": "y"}, '{"id": "b", "output": "x"', ""], [],
      "pairs.jsonl:2: invalid JSON"),
-    ([{"id": "a", "output": "x"}], [], "pairs.jsonl:1: missing reference"),
-    ([{"id": "a", "output": "x", "reference": "y", "score": 1}], [], "pairs.jsonl:1: unknown key 'score'"),
-    ([{"id": "a", "output": 3, "reference": "y"}], [], "pairs.jsonl:1: output: must be a string"),
+    ([{"id": "a", "output": "x"}], [], "pairs.jsonl:1: reference: Field required"),
+    ([{"id": "a", "output": "x", "reference": "y", "score": 1}], [], "pairs.jsonl:1: score: Extra inputs"),
+    ([{"id": "a", "output": 3, "reference": "y"}], [], "pairs.jsonl:1: output: Input should be a valid string"),
+    ([{"id": "", "output": "x", "reference": "y"}], [], "pairs.jsonl:1: id"),
+    (["// a comment", ""], [], "pairs.jsonl: the pairs file has no pairs"),
     (["[1, 2]"], [], "pairs.jsonl:1: a pair must be a JSON object"),
     ([{"id": "a", "output": "x", "reference": "y"}] * 2, [], "pairs.jsonl:2: id: duplicate id 'a' (first on line 1)"),
     ([{"id": "a", "output": "x", "reference": "y"}], ["--scorers", "rouge_l,bleu"], "unknown scorer(s) bleu"),
@@ -82,4 +84,11 @@ def test_missing_input_file_as_a_user_runs_it(tmp_path):
                            str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o.jsonl")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == f"hedgeway eval score: {tmp_path / 'nope.jsonl'}: cannot read the pairs (No such file or directory)\n"
+    assert proc.stderr == f"hedgeway eval score: {tmp_path / 'nope.jsonl'}: cannot read the pairs file (No such file or directory)\n"
+
+
+def test_a_binary_input_file_is_a_one_line_error(tmp_path, capsys):
+    src = tmp_path / "pairs.jsonl"
+    src.write_bytes(b'{"id": "a", "output": "\xff\xfe", "reference": "y"}\n')
+    code, err = run(capsys, "--scorers", "rouge_l", "--input", str(src), "--output", str(tmp_path / "o.jsonl"))
+    assert code == 2 and err == f"hedgeway eval score: {src}: cannot read the pairs file (not UTF-8 text)\n"
