@@ -197,6 +197,7 @@ def main() -> None:
         ap.error("--ref-python is required (see the docstring for the bench-only venv)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="hedgeway-eval-ref-"))  # pairs hold the data's text: kept out of the repo
     pairs = build_pairs(Path(args.data))
     pairs_path = work / "pairs.jsonl"
@@ -214,7 +215,9 @@ def main() -> None:
     timings["hedgeway rouge_l, one 2,000-word pair"] = _median_time(lambda: rouge_l(
         rouge_score_tokens(long_pair["reference"]), rouge_score_tokens(long_pair["output"])))
     print(f"intermediate files in {work}", file=sys.stderr)
-    text = report(pairs, ours, ours_idf, ref, timings)
+    text = (f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, 1-minute load average {load_before:.1f} at the start "
+            f"and {os.getloadavg()[0]:.1f} at the end (`python bench/eval_reference.py`)\n\n"
+            + report(pairs, ours, ours_idf, ref, timings))
     (out / "report.md").write_text(text)
     print(text)
 
