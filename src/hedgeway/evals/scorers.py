@@ -138,7 +138,7 @@ async def bertscore(output: str, case: Case, s: dict[str, Any], env: Env) -> Sco
     scorer = _bert_scorer()
     if s.get("idf") and not env.references:
         raise ConfigError("scorers.bertscore.idf", "idf weights need the golden set's references (none given)")
-    idf = _idf(env.references) if s.get("idf") else None
+    idf = await scorer.model.in_worker(_idf, env.references) if s.get("idf") else None  # tokenises the set once
     p, r, f = await scorer.model.in_worker(scorer.score, output, case.reference, idf)
     return Score("bertscore", f, f"P {p:.4f} R {r:.4f}; {scorer.describe(idf is not None)}", {"p": p, "r": r})
 
