@@ -28,6 +28,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from hedgeway.errors import ConfigError
 from hedgeway.cache.config import CacheIn
+from hedgeway.ledger.responses import ResponsesIn
 from hedgeway.limits.config import LimitsIn
 from hedgeway.pricing import gpu_hour_card, lookup
 from hedgeway.routing.config import RouterIn, check_routes
@@ -134,6 +135,7 @@ class ConfigIn(Strict):
     cache: CacheIn = CacheIn()
     router: RouterIn = RouterIn()
     tracing: TracingIn | None = None
+    responses: ResponsesIn = ResponsesIn()  # the /v1/responses store (hedgeway.ledger.responses)
     models: list[ModelIn] = Field(min_length=1)
 
 
@@ -153,6 +155,7 @@ class Config:
     cache: CacheIn = field(default_factory=CacheIn)
     router: RouterIn = field(default_factory=RouterIn)
     tracing: TracingIn | None = None
+    responses: ResponsesIn = field(default_factory=ResponsesIn)
 
 
 def format_loc(loc: tuple) -> str:
@@ -255,4 +258,4 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
     cache = cfg.cache.model_copy(update={"redis_url": resolve_secret(cfg.cache.redis_url, rename("cache.redis_url"))})
     return Config(server=cfg.server, auth=auth, ledger=ledger, routing=cfg.routing, models=models,
                   warnings=tuple(warnings), source=source, deployments=by_id, limits=cfg.limits,
-                  cache=cache, router=cfg.router, tracing=tracing)
+                  cache=cache, router=cfg.router, tracing=tracing, responses=cfg.responses)
