@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from pydantic import Field
@@ -57,8 +57,9 @@ _CHAIN = """WITH RECURSIVE chain(id, prev, depth) AS (
 
 
 class ResponseStore:
-    def __init__(self, url: str, settings: ResponsesIn):
+    def __init__(self, url: str, settings: ResponsesIn, clock: Callable[[], float] = time.time):
         self.url = url
+        self.clock = clock  # wall-clock seconds (a test may pass its own)
         self.ttl = settings.retention_days * DAY
         self._db = None
         self._lock = threading.Lock()
@@ -77,7 +78,7 @@ class ResponseStore:
     def put(self, tenant: str, response: dict[str, Any], items: list[dict[str, Any]], chain: list[str]) -> None:
         """Store `response` (its `id`, `previous_response_id`) with its own input `items`; `chain` are the ids
         of the conversation before it, whose expiry moves with it."""
-        now = time.time()
+        now = self.clock()
         expires = now + self.ttl
         purge = now - self._purged >= PURGE_EVERY
 
@@ -98,12 +99,12 @@ class ResponseStore:
     def get(self, tenant: str, response_id: str) -> dict[str, Any] | None:
         row = self._database().read(lambda q: q(
             "SELECT response FROM response_store WHERE id = ? AND tenant = ? AND expires_at > ?",
-            (response_id, tenant, time.time())).fetchone())
+            (response_id, tenant, self.clock())).fetchone())
         return orjson.loads(row[0]) if row else None
 
     def chain(self, tenant: str, response_id: str) -> list[Turn] | None:
         """The conversation ending with `response_id`, oldest turn first; None when that id is absent."""
-        now = time.time()
+        now = self.clock()
         rows = self._database().read(lambda q: q(_CHAIN, (response_id, tenant, now, tenant, now, MAX_TURNS))
                                      .fetchall())
         return [Turn(r[0], orjson.loads(r[1]), orjson.loads(r[2])) for r in rows] or None
@@ -111,7 +112,7 @@ class ResponseStore:
     def delete(self, tenant: str, response_id: str) -> bool:
         return self._database().write(lambda q: q(
             "DELETE FROM response_store WHERE id = ? AND tenant = ? AND expires_at > ?",
-            (response_id, tenant, time.time())).rowcount) > 0
+            (response_id, tenant, self.clock())).rowcount) > 0
 
     def close(self) -> None:
         with self._lock:
