@@ -24,6 +24,7 @@ assistant message just before them (or a new one), so parallel calls stay one tu
 from __future__ import annotations
 
 import os
+from itertools import count
 from typing import Any, Callable
 
 from hedgeway.errors import InvalidRequest
@@ -31,9 +32,19 @@ from hedgeway.errors import InvalidRequest
 Item = dict[str, Any]
 
 
+_PROCESS = os.urandom(6).hex()  # item ids: this process's random prefix and a counter, unique across replicas
+_items = count(1)
+
+
 def new_id(prefix: str) -> str:
-    """An unguessable id (`resp_`, `msg_`, `fc_`…): ids are how a tenant names its stored responses."""
+    """An unguessable id (`resp_…`): ids are how a tenant names its stored responses."""
     return f"{prefix}_{os.urandom(16).hex()}"
+
+
+def item_id(prefix: str) -> str:
+    """A unique item id (`msg_…`, `fc_…`, `fco_…`), cheaper than `new_id`: items are only ever reached
+    through their response."""
+    return f"{prefix}_{_PROCESS}{next(_items):012x}"
 
 
 def bad(path: str, message: str) -> InvalidRequest:
@@ -109,12 +120,12 @@ def _message(it: dict, path: str) -> Item:
     if role not in ROLES:
         raise bad(f"{path}.role", "expected 'user', 'assistant', 'system' or 'developer'")
     text_type, rules = ROLES[role]
-    return {"id": it.get("id") or new_id("msg"), "type": "message", "role": role, "status": "completed",
+    return {"id": it.get("id") or item_id("msg"), "type": "message", "role": role, "status": "completed",
             "content": _parts(it.get("content"), f"{path}.content", text_type, rules)}
 
 
 def _function_call(it: dict, path: str) -> Item:
-    return {"id": it.get("id") or new_id("fc"), "type": "function_call", "status": "completed",
+    return {"id": it.get("id") or item_id("fc"), "type": "function_call", "status": "completed",
             "call_id": field(it, "call_id", str, path), "name": field(it, "name", str, path),
             "arguments": field(it, "arguments", str, path)}
 
@@ -123,7 +134,7 @@ def _function_call_output(it: dict, path: str) -> Item:
     output = it.get("output")
     if not isinstance(output, str):
         output = _parts(output, f"{path}.output", "input_text", {"input_text": _input_text})
-    return {"id": it.get("id") or new_id("fco"), "type": "function_call_output", "status": "completed",
+    return {"id": it.get("id") or item_id("fco"), "type": "function_call_output", "status": "completed",
             "call_id": field(it, "call_id", str, path), "output": output}
 
 

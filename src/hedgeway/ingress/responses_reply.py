@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from hedgeway.ingress.responses import Inbound
-from hedgeway.ingress.responses_items import Item, new_id
+from hedgeway.ingress.responses_items import Item, item_id
 from hedgeway.providers.openai import parse_usage
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -90,12 +90,12 @@ def to_response(raw: bytes, inb: Inbound, resp_id: str, created_at: int) -> dict
     calls = msg.get("tool_calls") or ()
     output: list[Item] = []
     if not text and msg.get("refusal"):
-        output.append(message_item(new_id("msg"), [{"type": "refusal", "refusal": msg["refusal"]}], item_status))
+        output.append(message_item(item_id("msg"), [{"type": "refusal", "refusal": msg["refusal"]}], item_status))
     elif text or not calls:
-        output.append(message_item(new_id("msg"), [text_part(text)], item_status))
+        output.append(message_item(item_id("msg"), [text_part(text)], item_status))
     for i, call in enumerate(calls):
         fn = call.get("function") or {}
         args = fn.get("arguments")
-        output.append(call_item(new_id("fc"), call.get("id") or f"call_{resp_id}_{i}", fn.get("name") or "",
+        output.append(call_item(item_id("fc"), call.get("id") or f"call_{resp_id}_{i}", fn.get("name") or "",
                                 args if isinstance(args, str) else orjson.dumps(args or {}).decode(), item_status))
     return envelope(inb, resp_id, created_at, status, output, usage(resp.get("usage")), incomplete=reason)

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from hedgeway.ingress.responses import Inbound
-from hedgeway.ingress.responses_items import Item, new_id
+from hedgeway.ingress.responses_items import Item, item_id
 from hedgeway.ingress.responses_reply import call_item, envelope, message_item, status_of, text_part, usage
 from hedgeway.sse_frames import Frames, data_of
 
@@ -67,9 +67,10 @@ class StreamTranslator:
             self._event("response.in_progress", {"response": snapshot})
 
     def feed(self, chunk: bytes) -> bytes:
-        if self.final is not None:
-            return b""
-        return b"".join([self._frame(e) for e in self._frames.feed(chunk)])
+        out = b""
+        for event in self._frames.feed(chunk):
+            out += self._frame(event)
+        return out
 
     def finish(self) -> bytes:
         """Close the response if the stream ended without `[DONE]` (a last event without separator counts)."""
@@ -127,7 +128,7 @@ class StreamTranslator:
         item = self._calls.get(key)
         if item is None:
             fn = call.get("function") or {}
-            item = self._calls[key] = call_item(new_id("fc"), call.get("id") or f"call_{self.resp_id}_{key}",
+            item = self._calls[key] = call_item(item_id("fc"), call.get("id") or f"call_{self.resp_id}_{key}",
                                                 fn.get("name") or "", "", "in_progress")
             out = self._add(item, key)
         args = (call.get("function") or {}).get("arguments")
@@ -162,7 +163,7 @@ class StreamTranslator:
         return out + self._event("response.output_item.done", {"output_index": index, "item": item})
 
     def _open_message(self) -> bytes:
-        out = self._add(message_item(new_id("msg"), [], "in_progress"), "text")
+        out = self._add(message_item(item_id("msg"), [], "in_progress"), "text")
         return out + self._event("response.content_part.added", {
             "item_id": self._items[-1]["id"], "output_index": len(self._items) - 1, "content_index": 0,
             "part": text_part("")})
