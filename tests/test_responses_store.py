@@ -96,6 +96,7 @@ def test_responses_expire_after_the_retention_and_stay_with_their_tenant(tmp_pat
             [("resp_a", [{"id": "msg_1", "type": "message"}]), ("resp_b", [])]
         assert store.chain("key:b", "resp_b") is None and store.get("key:b", "resp_a") is None
         assert store.delete("key:b", "resp_a") is False and store.get("key:a", "resp_a") is not None
+        assert store.flush()
         clock.now += 86401
         assert store.get("key:a", "resp_a") is None and store.chain("key:a", "resp_b") is None
         assert store.delete("key:a", "resp_b") is False
@@ -110,8 +111,24 @@ def test_a_stored_turn_keeps_its_conversation_alive(tmp_path):
         store.put("t", {"id": "resp_a", "output": []}, [], [])
         clock.now += 80000
         store.put("t", {"id": "resp_b", "output": [], "previous_response_id": "resp_a"}, [], ["resp_a"])
+        assert store.flush()
         clock.now += 80000  # resp_a's own retention is over; its conversation's is not
         assert [t.id for t in store.chain("t", "resp_b")] == ["resp_a", "resp_b"]
         assert store.get("t", "resp_a") is not None
     finally:
         store.close()
+
+
+def test_queued_responses_are_read_at_once_here_and_committed_by_close(tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    store = ResponseStore(url, ResponsesIn())
+    assert store.put("t", {"id": "resp_a", "output": []}, [], [])
+    assert store.put("t", {"id": "resp_b", "output": [], "previous_response_id": "resp_a"}, [], ["resp_a"])
+    assert [t.id for t in store.chain("t", "resp_b")] == ["resp_a", "resp_b"]  # committed or not
+    store.close()
+    other = ResponseStore(url, ResponsesIn())  # another replica: only the database
+    try:
+        assert [t.id for t in other.chain("t", "resp_b")] == ["resp_a", "resp_b"]
+        assert other.delete("t", "resp_a") and other.chain("t", "resp_b")[0].id == "resp_b"
+    finally:
+        other.close()

@@ -11,8 +11,10 @@ name: the request is translated to a chat request (`hedgeway.ingress.responses`)
 pricing), recorded in the ledger with endpoint "responses", and the answer translated back. Errors are
 OpenAI's envelope; an unknown `previous_response_id` is OpenAI's 400 `previous_response_not_found`.
 
-With `store` (the default), the response and its input go to the response store (`hedgeway.ledger.responses`)
-before the answer (or the stream's last event) leaves, so the next turn may reach any replica. Ids are
+With `store` (the default), the response and its input are queued for the response store
+(`hedgeway.ledger.responses`) as the answer (or the stream's last event) leaves; this replica reads them at
+once, and another one looks again for up to 0.2 s for an id it does not find, so the next turn may reach
+any replica. Ids are
 scoped to the tenant (the key's team, else the key): another tenant's id is a 404, as an unknown one.
 Failed responses are not stored.
 """
@@ -43,6 +45,7 @@ from hedgeway.pipeline import Gateway, RequestContext
 log = logging.getLogger("hedgeway.http")
 ENDPOINT = "responses"
 PREFIX = "/v1/responses/"
+RECHECK = (0.05, 0.15)  # pauses before reading a missing id again (another replica's commit may be on its way)
 
 
 def _context(turns: list[Turn]) -> list[dict[str, Any]]:
@@ -73,7 +76,7 @@ class Responses:
                                  param=name, code="unsupported_parameter")
         turns: list[Turn] = []
         if inb.previous_id:
-            turns = await asyncio.to_thread(self.store.chain, tenant(ctx.principal), inb.previous_id)
+            turns = await self._find(self.store.chain, tenant(ctx.principal), inb.previous_id)
             if turns is None:
                 raise InvalidRequest(f"Previous response with id '{inb.previous_id[:100]}' not found.",
                                      param="previous_response_id", code="previous_response_not_found")
@@ -96,18 +99,25 @@ class Responses:
             log.warning("request %s: upstream answer for %s not translatable", ctx.request_id, req.model)
             return error_response(UpstreamError("the upstream's answer could not be translated"), ctx.request_id)
         headers = reply.headers
-        if inb.store and not await self._save(ctx, inb, body, turns):
+        if inb.store and not self._save(ctx, inb, body, turns):
             headers = {**headers, "x-hedgeway-stored": "false"}
         return Response(200, orjson.dumps(body), headers)
 
-    async def _save(self, ctx: RequestContext, inb: Inbound, body: dict[str, Any], turns: list[Turn]) -> bool:
-        """Store a response; False (logged) when the database refused: the answer still goes out."""
-        try:
-            await asyncio.to_thread(self.store.put, tenant(ctx.principal), body, inb.items, [t.id for t in turns])
-        except Exception as exc:  # noqa: BLE001 - the user paid for this answer; they get it, marked unstored
-            log.error("request %s: response %s not stored (%s)", ctx.request_id, body["id"], type(exc).__name__)
-            return False
-        return True
+    def _save(self, ctx: RequestContext, inb: Inbound, body: dict[str, Any], turns: list[Turn]) -> bool:
+        """Queue a response for the store (no I/O here); False (logged) when the store's queue is full."""
+        if self.store.put(tenant(ctx.principal), body, inb.items, [t.id for t in turns]):
+            return True
+        log.error("request %s: response %s not stored (the store's queue is full)", ctx.request_id, body["id"])
+        return False
+
+    async def _find(self, read, who: str, response_id: str):
+        """`read(who, response_id)` off the event loop; a miss is read again for up to RECHECK s, as a response
+        another replica has just answered may not be committed yet (the store's writes are queued)."""
+        for pause in (*RECHECK, None):
+            found = await asyncio.to_thread(read, who, response_id)
+            if found is not None or pause is None:
+                return found
+            await asyncio.sleep(pause)
 
     async def _relay(self, chunks: AsyncIterator[bytes], tr: StreamTranslator, ctx: RequestContext,
                      turns: list[Turn]) -> AsyncIterator[bytes]:
@@ -119,21 +129,21 @@ class Responses:
                 out = head + tr.feed(chunk)
                 head = b""
                 if tr.final is not None and not saved:  # stored before the last event leaves
-                    saved = await self._save_final(ctx, tr, turns)
+                    saved = self._save_final(ctx, tr, turns)
                 if out:
                     yield out
             tail = head + tr.finish()
             if not saved:
-                await self._save_final(ctx, tr, turns)
+                self._save_final(ctx, tr, turns)
             if tail:
                 yield tail
         finally:
             await chunks.aclose()  # the gateway's relay writes its ledger record and frees the upstream now
 
-    async def _save_final(self, ctx: RequestContext, tr: StreamTranslator, turns: list[Turn]) -> bool:
+    def _save_final(self, ctx: RequestContext, tr: StreamTranslator, turns: list[Turn]) -> bool:
         """Store a streamed response (not a failed one) when asked to; True: nothing more to do."""
         if tr.inb.store and tr.final["status"] != "failed":
-            await self._save(ctx, tr.inb, tr.final, turns)
+            self._save(ctx, tr.inb, tr.final, turns)
         return True
 
     # --- stored responses ---
@@ -152,7 +162,7 @@ class Responses:
         if sub:
             return await self._input_items(request, who, response_id)
         if request.method == "DELETE":
-            if not await asyncio.to_thread(self.store.delete, who, response_id):
+            if not await self._find(lambda w, i: self.store.delete(w, i) or None, who, response_id):
                 raise _missing(response_id)
             return Response(200, orjson.dumps({"id": response_id, "object": "response", "deleted": True}))
         params = query_params(request, ("include", "stream"))
@@ -160,7 +170,7 @@ class Responses:
             if params[name] not in ("", "false"):
                 raise InvalidRequest(f"Invalid '{name}': not supported by this gateway when retrieving a "
                                      "response.", param=name)
-        found = await asyncio.to_thread(self.store.get, who, response_id)
+        found = await self._find(self.store.get, who, response_id)
         if found is None:
             raise _missing(response_id)
         return Response(200, orjson.dumps(found))
@@ -175,7 +185,7 @@ class Responses:
             raise InvalidRequest("Invalid 'order': expected 'asc' or 'desc'.", param="order")
         if params.get("include"):
             raise InvalidRequest("Invalid 'include': this gateway cannot provide any include value.", param="include")
-        turns = await asyncio.to_thread(self.store.chain, who, response_id)
+        turns = await self._find(self.store.chain, who, response_id)
         if turns is None:
             raise _missing(response_id)
         items = _context(turns[:-1]) + turns[-1].input  # what this response was generated from
