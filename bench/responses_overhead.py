@@ -33,7 +33,7 @@ from pathlib import Path
 
 import orjson
 import provider_mocks  # bench/ is on sys.path when run as a script
-from provider_overhead import load, pct, wait_http, build_request
+from provider_overhead import build_request, load, pct, sh, stop, wait_http
 
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("BENCH_WORK", "/tmp/responses-bench"))
@@ -156,17 +156,10 @@ def main() -> None:
         rows = asyncio.run(measure(args, gw_port, key))
         micro = translate_us()
     finally:
-        for p in reversed(procs):  # our own children only, by handle; SIGTERM lets the ledger flush
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in subprocess.run(["lscpu"], capture_output=True, text=True)
-                .stdout.splitlines() if ln.startswith("Model name")), "?")
+        stop(procs)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in sh("lscpu").splitlines() if ln.startswith("Model name")), "?")
     load1 = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
+    rev = sh("git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD")
     meta = {"date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             "machine": f"{os.cpu_count()} vCPU, {cpu}; load average {load0} at start, {load1} at end "
                        f"({time.time() - t0:.0f} s)", "rev": rev}

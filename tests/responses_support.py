@@ -12,6 +12,7 @@ from openai.types.responses import Response, ResponseItem, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from conftest import MASTER
+from test_anthropic_ingress import sse_events
 
 EVENT = TypeAdapter(ResponseStreamEvent)
 ITEM = TypeAdapter(ResponseItem)
@@ -48,16 +49,10 @@ def created(gw, body: dict, key: str = MASTER) -> dict:
 
 def events(data: bytes) -> list[dict]:
     """Every SSE event of a Responses stream, each validated against the SDK's ResponseStreamEvent union,
-    its `event:` line equal to its type and sequence numbers 0, 1, 2, … in order."""
-    out = []
-    for block in data.decode().split("\n\n"):
-        if not block.strip():
-            continue
-        lines = dict(line.split(": ", 1) for line in block.split("\n"))
-        payload = json.loads(lines["data"])
-        assert payload["type"] == lines["event"]
+    its `event:` line equal to its type, and sequence numbers 0, 1, 2, … in order."""
+    out = [payload for _, payload in sse_events(data)]  # each event's name equals its type
+    for payload in out:
         EVENT.validate_python(payload)
-        out.append(payload)
     assert [e["sequence_number"] for e in out] == list(range(len(out)))
     return out
 

@@ -9,7 +9,7 @@ import json
 import openai
 import pytest
 
-from conftest import MASTER, gateway_config, records
+from conftest import gateway_config, records
 from fake_openai_scenarios import ARGS, ScenarioOpenAI
 from hedgeway.config import from_dict
 from hedgeway.http.background import BackgroundGateway

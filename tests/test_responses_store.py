@@ -12,7 +12,7 @@ from fake_anthropic import FakeAnthropic
 from hedgeway.config import from_dict
 from hedgeway.http.background import BackgroundGateway
 from hedgeway.ledger.responses import ResponsesIn, ResponseStore
-from responses_support import WEATHER, call, created, deltas_agree, sdk, streamed
+from responses_support import WEATHER, call, deltas_agree, sdk, streamed
 from test_ledger_postgres import pg_admin  # noqa: F401  (the shared PostgreSQL fixture)
 
 

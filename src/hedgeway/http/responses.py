@@ -33,7 +33,7 @@ from hedgeway.cache.keys import tenant
 from hedgeway.chat_request import parse_chat
 from hedgeway.errors import HedgewayError, InvalidRequest, MethodNotAllowed, NotFound, UpstreamError
 from hedgeway.http.admin import query_params
-from hedgeway.http.errors import error_response, json_body
+from hedgeway.http.errors import error_response, json_body, pipeline_failed
 from hedgeway.http.server import Request, Response, StreamingResponse
 from hedgeway.ingress.responses import Inbound, chat_body, parse
 from hedgeway.ingress.responses_items import new_id
@@ -89,10 +89,7 @@ class Responses:
                 return StreamingResponse(out.headers, self._relay(out.chunks, tr, ctx, turns))
             reply = await self.gateway.chat(req, ctx, ENDPOINT)
         except HedgewayError as exc:
-            self.gateway.failed(ctx, ENDPOINT, req.model, exc, req.stream)
-            if exc.status_code >= 500:
-                log.warning("request %s to %s failed: %s", ctx.request_id, req.model, exc.message)
-            return error_response(exc, ctx.request_id)
+            return pipeline_failed(self.gateway, ctx, ENDPOINT, req.model, exc, req.stream)
         try:
             body = to_response(reply.body, inb, resp_id, created)
         except (ValueError, TypeError, AttributeError, KeyError):  # recorded as served; say so

@@ -14,7 +14,7 @@ import orjson
 from hedgeway.auth import bearer
 from hedgeway.errors import HedgewayError, InvalidRequest, MethodNotAllowed, NotFound
 from hedgeway.http.admin import PREFIX as ADMIN_PREFIX, Admin
-from hedgeway.http.errors import error_response, json_body as _json
+from hedgeway.http.errors import error_response, json_body as _json, pipeline_failed
 from hedgeway.http.messages import Messages
 from hedgeway.http.responses import PREFIX as RESPONSES_PREFIX, Responses
 from hedgeway.http import openapi
@@ -80,10 +80,7 @@ class Routes:
         try:
             return await call()
         except HedgewayError as exc:
-            self.gateway.failed(ctx, endpoint, model, exc, stream)
-            if exc.status_code >= 500:
-                log.warning("request %s to %s failed: %s", ctx.request_id, model, exc.message)
-            return error_response(exc, ctx.request_id)
+            return pipeline_failed(self.gateway, ctx, endpoint, model, exc, stream)
 
     async def chat(self, request: Request) -> Response | StreamingResponse:
         ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))

@@ -27,10 +27,10 @@ from typing import Any
 
 import orjson
 
+from hedgeway.ingress.chat_stream import ChatStreamReader
 from hedgeway.ingress.responses import Inbound
 from hedgeway.ingress.responses_items import Item, item_id
 from hedgeway.ingress.responses_reply import call_item, envelope, message_item, status_of, text_part, usage
-from hedgeway.sse_frames import Frames, data_of
 
 _TEXT_DELTA = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":%d,'
                b'"item_id":"%b","output_index":%d,"content_index":0,"delta":%b,"logprobs":[]}\n\n')
@@ -38,81 +38,40 @@ _TEXT_DELTA = (b'event: response.output_text.delta\ndata: {"type":"response.outp
 ERROR_CODES = {"rate_limit_error": "rate_limit_exceeded"}
 
 
-class StreamTranslator:
-    __slots__ = ("inb", "resp_id", "created_at", "final", "_frames", "_seq", "_items", "_open", "_texts",
-                 "_calls", "_finish", "_usage")
+class StreamTranslator(ChatStreamReader):
+    __slots__ = ("inb", "resp_id", "created_at", "final", "_seq", "_items", "_open", "_texts", "_calls")
 
     def __init__(self, inb: Inbound, resp_id: str, created_at: int):
+        super().__init__()
         self.inb = inb
         self.resp_id = resp_id
         self.created_at = created_at
         self.final: dict[str, Any] | None = None  # the Response object of the last event, once closed
-        self._frames = Frames()
         self._seq = 0
         self._items: list[Item] = []  # output items, in order (the open one last)
         self._open: Any = None  # "text", or the chat tool-call index of the open function_call item
         self._texts: list[str] = []  # the open item's text or argument fragments
         self._calls: dict[Any, Item] = {}  # chat tool-call index -> its function_call item
-        self._finish: str | None = None
-        self._usage: dict[str, Any] | None = None
 
-    def _event(self, kind: str, data: dict[str, Any]) -> bytes:
+    def _emit(self, kind: str, data: dict[str, Any]) -> bytes:
         data = {"type": kind, "sequence_number": self._seq, **data}
         self._seq += 1
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
     def start(self) -> bytes:
         snapshot = envelope(self.inb, self.resp_id, self.created_at, "in_progress", [])
-        return self._event("response.created", {"response": snapshot}) + \
-            self._event("response.in_progress", {"response": snapshot})
+        return self._emit("response.created", {"response": snapshot}) + \
+            self._emit("response.in_progress", {"response": snapshot})
 
-    def feed(self, chunk: bytes) -> bytes:
-        out = b""
-        for event in self._frames.feed(chunk):
-            out += self._frame(event)
-        return out
-
-    def finish(self) -> bytes:
-        """Close the response if the stream ended without `[DONE]` (a last event without separator counts)."""
-        tail = self._frames.rest()
-        out = self._frame(tail) if tail.strip() else b""
-        return out + self._close()
-
-    def _frame(self, raw: bytes) -> bytes:
-        payload = data_of(raw)
-        if self.final is not None or payload is None:
-            return b""
-        payload = payload.strip()
-        if payload == b"[DONE]":
-            return self._close()
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return b""
-        if not isinstance(obj, dict):
-            return b""
-        if "error" in obj and not obj.get("choices"):
-            return self._failed(obj["error"])
-        if obj.get("usage"):
-            self._usage = obj["usage"]
-        out = b""
-        for choice in obj.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                out += self._text(delta["content"])
-            for call in delta.get("tool_calls") or ():
-                out += self._call(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-        return out
+    @property
+    def ended(self) -> bool:
+        return self.final is not None
 
     def _add(self, item: Item, opened: Any) -> bytes:
         out = self._close_item()
         self._open = opened
         self._items.append(item)
-        return out + self._event("response.output_item.added", {"output_index": len(self._items) - 1,
+        return out + self._emit("response.output_item.added", {"output_index": len(self._items) - 1,
                                                                 "item": item})
 
     def _text(self, text: str) -> bytes:
@@ -122,7 +81,7 @@ class StreamTranslator:
         return out + _TEXT_DELTA % (self._seq - 1, self._items[-1]["id"].encode(), len(self._items) - 1,
                                     orjson.dumps(text))
 
-    def _call(self, call: dict[str, Any]) -> bytes:
+    def _tool(self, call: dict[str, Any]) -> bytes:
         key = call.get("index", call.get("id"))
         out = b""
         item = self._calls.get(key)
@@ -137,7 +96,7 @@ class StreamTranslator:
                 item["arguments"] += args
                 return out
             self._texts.append(args)
-            out += self._event("response.function_call_arguments.delta", {
+            out += self._emit("response.function_call_arguments.delta", {
                 "item_id": item["id"], "output_index": len(self._items) - 1, "delta": args})
         return out
 
@@ -151,20 +110,20 @@ class StreamTranslator:
         self._texts = []
         if self._open == "text":
             part = text_part(text)
-            out = self._event("response.output_text.done", {**common, "content_index": 0, "text": text,
+            out = self._emit("response.output_text.done", {**common, "content_index": 0, "text": text,
                                                              "logprobs": []})
-            out += self._event("response.content_part.done", {**common, "content_index": 0, "part": part})
+            out += self._emit("response.content_part.done", {**common, "content_index": 0, "part": part})
             item["content"] = [part]
         else:
             item["arguments"] = text
-            out = self._event("response.function_call_arguments.done", {**common, "arguments": text})
+            out = self._emit("response.function_call_arguments.done", {**common, "arguments": text})
         item["status"] = status
         self._open = None
-        return out + self._event("response.output_item.done", {"output_index": index, "item": item})
+        return out + self._emit("response.output_item.done", {"output_index": index, "item": item})
 
     def _open_message(self) -> bytes:
         out = self._add(message_item(item_id("msg"), [], "in_progress"), "text")
-        return out + self._event("response.content_part.added", {
+        return out + self._emit("response.content_part.added", {
             "item_id": self._items[-1]["id"], "output_index": len(self._items) - 1, "content_index": 0,
             "part": text_part("")})
 
@@ -178,13 +137,13 @@ class StreamTranslator:
         self.final = envelope(self.inb, self.resp_id, self.created_at, status, self._items, usage(self._usage),
                               incomplete=reason)
         kind = "response.incomplete" if reason else "response.completed"
-        return out + self._event(kind, {"response": self.final})
+        return out + self._emit(kind, {"response": self.final})
 
-    def _failed(self, err: Any) -> bytes:
+    def _error(self, err: Any) -> bytes:
         err = err if isinstance(err, dict) else {"message": str(err)}
         if self._open is not None:
             self._items[-1]["status"] = "incomplete"
         error = {"code": ERROR_CODES.get(err.get("type"), "server_error"), "message": str(err.get("message") or "")}
         self.final = envelope(self.inb, self.resp_id, self.created_at, "failed", self._items, usage(self._usage),
                               error=error)
-        return self._event("response.failed", {"response": self.final})
+        return self._emit("response.failed", {"response": self.final})
