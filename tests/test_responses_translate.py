@@ -84,3 +84,8 @@ def test_request_fields_map_to_the_chat_body():
         "type": "object", "properties": {}}}}]
     assert body["stream_options"] == {"include_usage": True} and "metadata" not in body and not inb.store
     assert [i["type"] for i in inb.items] == ["message", "function_call", "function_call_output"]  # reasoning dropped
+
+
+def test_an_empty_tool_list_sends_no_tool_options():
+    body = chat_body(parse({"model": "m", "input": "hi", "tools": [], "tool_choice": "auto"}), [])
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & body.keys()

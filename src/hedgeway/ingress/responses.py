@@ -94,7 +94,9 @@ def _tools(v: Any, inb: Inbound) -> None:
                 fn[key] = t[key]
         chat.append({"type": "function", "function": fn})
         echo.append({"type": "function", **fn})
-    inb.body["tools"], inb.echo["tools"] = chat, echo
+    inb.echo["tools"] = echo
+    if chat:  # chat upstreams reject an empty tool list
+        inb.body["tools"] = chat
 
 
 def _tool_choice(v: Any, inb: Inbound) -> None:
