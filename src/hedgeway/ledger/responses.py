@@ -16,7 +16,7 @@ the replica that next stores a response, at most once a minute. Deleting a respo
 from any conversation continued after it.
 
 Writes leave the request path: `put` queues the row and a writer thread commits queued rows in batches (one
-transaction, usually within a millisecond or two; retried with back-off while the database fails, up to
+transaction, a few milliseconds after the answer left; retried with back-off while the database fails, up to
 MAX_QUEUED rows, then `put` says False). Until its commit, a row is read from the queue by this replica, so
 a client always reads its own writes here; another replica sees it once committed (the HTTP layer looks
 again for a short while before calling an id unknown). `get`, `chain` and `delete` do database I/O: call
@@ -41,6 +41,7 @@ log = logging.getLogger("hedgeway.responses")
 DAY = 86400.0
 PURGE_EVERY = 60.0  # seconds between deletions of expired rows, per replica
 MAX_TURNS = 1000  # the longest conversation read back (a guard against a cycle, which ids make impossible)
+GATHER = 0.005  # seconds the writer waits after a row is queued before writing (batching, off the answer's path)
 MAX_QUEUED = 10_000  # rows waiting for a database that fails; beyond, responses are answered but not stored
 
 
@@ -132,6 +133,10 @@ class ResponseStore:
                     self._cond.wait()
                 if not self._queue:
                     return
+                stopping = self._stop
+            if not stopping:  # let the request that queued the row send its answer first (the GIL, the
+                time.sleep(GATHER)  # cores); rows queued meanwhile join the batch
+            with self._cond:
                 batch = list(self._queue)
                 self._queue.clear()
             try:
