@@ -18,7 +18,8 @@ EVENT = TypeAdapter(ResponseStreamEvent)
 ITEM = TypeAdapter(ResponseItem)
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-CLOCK = {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}
+CLOCK = {"type": "function", "name": "get_time",
+         "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}
 
 
 def sdk(gw, key: str = MASTER) -> openai.OpenAI:
@@ -68,7 +69,8 @@ def deltas_agree(evs: list[dict]) -> dict:
     concatenation of its deltas, and the done events carry the same."""
     final = evs[-1]["response"]
     for index, item in enumerate(final["output"]):
-        text = "".join(e["delta"] for e in evs if e["type"] == "response.output_text.delta" and e["output_index"] == index)
+        text = "".join(e["delta"] for e in evs
+                       if e["type"] == "response.output_text.delta" and e["output_index"] == index)
         args = "".join(e["delta"] for e in evs
                        if e["type"] == "response.function_call_arguments.delta" and e["output_index"] == index)
         done = next(e for e in evs if e["type"] == "response.output_item.done" and e["output_index"] == index)

@@ -82,8 +82,8 @@ def test_input_items_with_images_roles_and_json_schema_reach_the_upstream(gw, fa
                                                                               "strict": True}}
     assert sent["messages"] == [
         {"role": "system", "content": "Answer in JSON."},
-        {"role": "user", "content": [{"type": "text", "text": "Which city?"},
-                                     {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "low"}}]},
+        {"role": "user", "content": [{"type": "text", "text": "Which city?"}, {
+            "type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "low"}}]},
         {"role": "assistant", "content": "Paris"}, {"role": "user", "content": "Sure?"}]
     created(gw, {"model": "gpt-4o-mini", "input": "x", "text": {"format": {"type": "json_object"}}})
     assert fake.requests[-1]["response_format"] == {"type": "json_object"}

@@ -168,7 +168,8 @@ class ResponseStore:
                   (r.id, r.tenant, r.previous_id, r.created_at, r.expires_at, orjson.dumps(r.input).decode(),
                    orjson.dumps(r.response).decode()))
                 if r.chain:
-                    q(f"UPDATE response_store SET expires_at = ? WHERE tenant = ? AND id IN ({', '.join('?' * len(r.chain))})",
+                    marks = ", ".join("?" * len(r.chain))
+                    q(f"UPDATE response_store SET expires_at = ? WHERE tenant = ? AND id IN ({marks})",
                       (r.expires_at, r.tenant, *r.chain))
             if purge:
                 q("DELETE FROM response_store WHERE expires_at <= ?", (now,))
