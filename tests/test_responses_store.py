@@ -1,4 +1,4 @@
-"""/v1/responses beyond the OpenAI fake: the strict Anthropic fake behind it, the response store on
+"""/v1/responses beyond the OpenAI fake: the strict Anthropic and Gemini fakes behind it, the response store on
 PostgreSQL shared by two replicas, and the store's retention."""
 
 from __future__ import annotations
@@ -51,6 +51,33 @@ def test_an_anthropic_deployment_serves_responses_with_tools_and_state(anthropic
         rows = records(ledger_url, 4)
         assert [(r.endpoint, r.provider, r.status) for r in rows] == [("responses", "anthropic", 200)] * 4
         assert all(r.prompt_tokens == 11 and r.completion_tokens == 7 and r.cost > 0 for r in rows)
+
+
+def test_a_gemini_deployment_serves_responses_with_tools_and_state(ledger_url):
+    from fake_gemini import FakeGemini
+
+    upstream = FakeGemini().start()
+    cfg = {"auth": {"master_key": MASTER}, "ledger": {"url": ledger_url, "flush_interval": 0.05},
+           "models": [{"name": "gem", "deployments": [{"provider": "gemini", "model": "gemini-2.5-flash",
+                                                       "api_base": upstream.base_url, "api_key": "g-key"}]}]}
+    try:
+        with BackgroundGateway(from_dict(cfg)) as g:
+            client = sdk(g)
+            r = client.responses.create(model="gem", input="hello", instructions="Be brief.")
+            assert r.output_text == "echo: hello"
+            assert upstream.requests[-1]["systemInstruction"]["parts"][0]["text"] == "Be brief."
+            first = client.responses.create(model="gem", input="Weather?", tools=[WEATHER])
+            [fc] = [o for o in first.output if o.type == "function_call"]
+            second = client.responses.create(model="gem", previous_response_id=first.id, tools=[WEATHER],
+                                             input=[{"type": "function_call_output", "call_id": fc.call_id,
+                                                     "output": "18C"}])
+            assert second.output_text.startswith("Result: ") and "18C" in second.output_text
+            final = deltas_agree(streamed(g, {"model": "gem", "input": "Weather?", "tools": [WEATHER]}))
+            assert [o["type"] for o in final["output"]] == ["message", "function_call"]
+            rows = records(ledger_url, 4)
+            assert [(r.endpoint, r.provider, r.status) for r in rows] == [("responses", "gemini", 200)] * 4
+    finally:
+        upstream.stop()
 
 
 @pytest.fixture
