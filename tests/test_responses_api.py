@@ -159,6 +159,21 @@ def test_function_tool_round_trip_continued_with_previous_response_id(gw, fake, 
     assert [(r.endpoint, r.prompt_tokens) for r in rows] == [("responses", 20)] * 2
 
 
+def test_a_stateless_client_resends_the_output_items_as_input(gw, fake):
+    """The other common loop: `store: false` and the previous output appended to the input (SDK objects)."""
+    client = sdk(gw)
+    question = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.responses.create(model="agent", input=question, tools=[WEATHER], store=False)
+    [fc] = [o for o in first.output if o.type == "function_call"]
+    again = question + [o.model_dump(exclude_none=True) for o in first.output] + [
+        {"type": "function_call_output", "call_id": fc.call_id, "output": "18C"}]
+    second = client.responses.create(model="agent", input=again, tools=[WEATHER], store=False)
+    assert second.output_text == "tool said: 18C"
+    sent = fake.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["content"] == "Let me check." and sent[1]["tool_calls"][0]["id"] == fc.call_id
+
+
 def test_streamed_function_calls_assemble_in_the_sdk(gw):
     evs = streamed(gw, {"model": "agent", "input": "Weather?", "tools": [WEATHER, CLOCK]})
     final = deltas_agree(evs)
