@@ -28,6 +28,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from hedgeway.errors import ConfigError
 from hedgeway.cache.config import CacheIn
+from hedgeway.ledger.responses import ResponsesIn
 from hedgeway.limits.config import LimitsIn
 from hedgeway.pricing import gpu_hour_card, lookup
 from hedgeway.redaction import env_secrets
@@ -155,6 +156,7 @@ class ConfigIn(Strict):
     cache: CacheIn = CacheIn()
     router: RouterIn = RouterIn()
     tracing: TracingIn | None = None
+    responses: ResponsesIn = ResponsesIn()  # the /v1/responses store (hedgeway.ledger.responses)
     models: list[ModelIn] = Field(min_length=1)
 
 
@@ -175,6 +177,7 @@ class Config:
     router: RouterIn = field(default_factory=RouterIn)
     tracing: TracingIn | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)  # every credential's value, for redaction.py
+    responses: ResponsesIn = field(default_factory=ResponsesIn)
 
 
 def format_loc(loc: tuple) -> str:
@@ -279,4 +282,5 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
     secrets += [d.api_key for d in by_id.values()]  # header values count when they come from the environment
     return Config(server=cfg.server, auth=auth, ledger=ledger, routing=cfg.routing, models=models,
                   warnings=tuple(warnings), source=source, deployments=by_id, limits=cfg.limits,
-                  cache=cache, router=cfg.router, tracing=tracing, secrets=tuple(s for s in secrets if s))
+                  cache=cache, router=cfg.router, tracing=tracing, secrets=tuple(s for s in secrets if s),
+                  responses=cfg.responses)

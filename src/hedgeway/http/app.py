@@ -62,6 +62,7 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
     finally:
         await server.shutdown()
         await gateway.close()
+        server.app.close()
         log.info("hedgeway stopped; ledger flushed (%d records written)", gateway.ledger.written)
         for handler in handlers:
             handler.removeFilter(scrub)

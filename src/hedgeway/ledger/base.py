@@ -28,7 +28,7 @@ class Record:
 
     request_id: str
     ts: float
-    endpoint: str  # "chat" | "embeddings" | "messages"
+    endpoint: str  # "chat" | "embeddings" | "messages" | "responses"
     model_name: str  # the logical name the client asked for
     deployment: str | None  # the deployment that answered (None when nothing answered)
     provider: str | None
