@@ -1,4 +1,6 @@
 import orjson
+import pytest
+from hypothesis import given, settings, strategies as st
 
 from hedgeway.sse import UsageTap
 
@@ -57,7 +59,86 @@ def test_frames_split_events_across_chunks_crlf_and_bound_the_tail():
     assert f.feed(b"\n\r\ndata: 2\n\n: comment\n\ndata: 3") == [b"event: a\ndata: {\"x\":1}", b"data: 2",
                                                                   b": comment"]
     assert f.rest() == b"data: 3" and f.rest() == b""
-    assert data_of(b"event: a\ndata: {\"x\":1}") == b' {"x":1}'
-    assert data_of(b"data: a\ndata: b") == b" a\n b" and data_of(b": comment") is None
+    assert data_of(b"event: a\ndata: {\"x\":1}") == b'{"x":1}'  # one space after the colon is dropped
+    assert data_of(b"data: a\ndata:  b") == b"a\n b" and data_of(b": comment") is None
     big = b"data: " + b"x" * (MAX_TAIL + 1)
     assert f.feed(big) == [big] and f.rest() == b""  # no separator ever: handed on, not hoarded
+
+
+@pytest.mark.parametrize("done", [b"data:[DONE]", b"event: end\ndata: [DONE]", b"id: 7\ndata:[DONE]",
+                                  b": bye\r\ndata: [DONE]", b"retry: 10\rdata: [DONE]"])
+def test_every_spelling_of_done_ends_the_stream(done):
+    stream = STREAM.replace(b"data: [DONE]", done)
+    for size in (1, 5, 4096):
+        tap = UsageTap(keep_usage=False)
+        out = relay(tap, stream, size)
+        assert tap.done and tap.usage.total_tokens == 11 and b"prompt_tokens" not in out
+    tap = UsageTap(keep_usage=False)  # the last event without its blank line still counts
+    relay(tap, stream[:-2], 7)
+    assert tap.done
+
+
+def test_prefix_lookalikes_are_not_done():
+    for event in (b"data: [DONE]x", b": data: [DONE]", b"event: data: [DONE]", b"datum: [DONE]"):
+        tap = UsageTap(keep_usage=False)
+        relay(tap, event + b"\n\n", 3)
+        assert not tap.done, event
+
+
+def test_cr_only_line_ends_split_events():
+    from hedgeway.sse_frames import Frames, data_of
+
+    f = Frames()
+    events = f.feed(b"data: 1\r\rdata: 2\r") + f.feed(b"\ndata: 3\r") + f.feed(b"\r")
+    assert [data_of(e) for e in events] == [b"1", b"2\n3"]
+
+
+# --- differential: the same generated streams through sse_frames and an independent spec decoder ---
+
+FIELD = st.sampled_from(["data", "event", "id", "retry", "", "dat", "datax"])
+VALUE = st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=12)
+EOL = st.sampled_from(["\n", "\r\n", "\r"])
+
+
+@st.composite
+def streams(draw):
+    lines = []
+    for _ in range(draw(st.integers(0, 25))):
+        kind = draw(st.sampled_from(["field", "field", "field", "blank", "comment", "bare"]))
+        if kind == "blank":
+            lines.append("")
+        elif kind == "comment":
+            lines.append(":" + draw(VALUE))
+        elif kind == "bare":
+            lines.append(draw(FIELD))
+        else:
+            space = draw(st.sampled_from(["", " ", "  "]))
+            lines.append(draw(FIELD) + ":" + space + draw(VALUE))
+    text = "".join(line + draw(EOL) for line in lines)
+    data = text.encode()
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
+    return data, [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+
+
+def reference_events(data: bytes) -> list[str]:
+    from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+    lines, decoder = SSELineDecoder(), SSEDecoder()
+    out = []
+    # the whole text at once; flush() gives the line a final CR ends (and an unended one, never dispatched)
+    for line in lines.decode(data.decode()) + lines.flush():
+        event = decoder.decode(line)
+        if event is not None:
+            out.append(event.data)
+    return [d for d in out if d]  # it also dispatches data-less events (with an event name or id)
+
+
+@settings(max_examples=400, deadline=None)
+@given(streams())
+def test_event_data_agrees_with_an_independent_spec_decoder(stream):
+    from hedgeway.sse_frames import Frames, data_of
+
+    whole, pieces = stream
+    frames = Frames()
+    ours = [data_of(e) for piece in pieces for e in frames.feed(piece)]
+    assert [d.decode() for d in ours if d] == reference_events(whole)

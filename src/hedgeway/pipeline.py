@@ -298,7 +298,7 @@ class Gateway:
                     if out:
                         yield out
                 tail = tap.flush()
-                if not (tap.done or tail.startswith(b"data: [DONE]")):  # a clean end, but a cut stream
+                if not tap.done:  # a clean end, but a cut stream
                     raise UpstreamError("the stream ended without [DONE]", deployment=outcome.deployment.id)
                 if tail:
                     yield tail

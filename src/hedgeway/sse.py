@@ -1,8 +1,9 @@
-"""Relaying an OpenAI-format SSE stream: bytes pass through untouched except the usage event.
+"""Relaying an OpenAI-format SSE stream: bytes pass through untouched (line ends as LF) except
+the usage event.
 
 Hedgeway always asks the upstream for usage (it prices every stream), so the final usage-only event
 (`"choices": []`) is removed when the client did not ask for `stream_options.include_usage`. Only events
-that carry a usage object are parsed; everything else is split on the event separator and joined back.
+that carry a usage object are parsed; everything else is split into events (sse_frames) and joined back.
 """
 
 from __future__ import annotations
@@ -10,57 +11,45 @@ from __future__ import annotations
 import orjson
 
 from hedgeway.providers.openai import parse_usage
+from hedgeway.sse_frames import Frames, data_of, is_done
 from hedgeway.types import Usage
-
-MAX_TAIL = 1 << 20  # an event this large without a separator: stop waiting for one and pass bytes on
 
 
 class UsageTap:
-    __slots__ = ("keep_usage", "usage", "_tail", "_sep", "done")
+    __slots__ = ("keep_usage", "usage", "_frames", "done")
 
     def __init__(self, keep_usage: bool):
         self.keep_usage = keep_usage
         self.usage: Usage | None = None
-        self.done = False  # saw `data: [DONE]`
-        self._tail = b""
-        self._sep: bytes | None = None
+        self.done = False  # saw the `[DONE]` event
+        self._frames = Frames()
 
     def feed(self, chunk: bytes) -> bytes:
-        """Bytes to send to the client for this upstream chunk (possibly empty)."""
-        data = self._tail + chunk if self._tail else chunk
-        sep = self._sep
-        if sep is None:  # decided by the first separator seen; until then, hold the bytes
-            crlf, lf = data.find(b"\r\n\r\n"), data.find(b"\n\n")
-            if crlf < 0 and lf < 0:
-                self._tail = data
-                return b""
-            sep = self._sep = b"\r\n\r\n" if crlf >= 0 and (lf < 0 or crlf < lf) else b"\n\n"
-        parts = data.split(sep)
-        self._tail = parts.pop()
-        if len(self._tail) > MAX_TAIL:
-            parts.append(self._tail)
-            self._tail = b""
+        """Bytes to send to the client for this upstream chunk (possibly empty): its complete events,
+        line ends as LF."""
         out = []
-        for event in parts:
+        for event in self._frames.feed(chunk):
             if b'"usage":{' in event or b'"usage": {' in event:
                 if not self._take_usage(event):
                     continue
-            elif event.startswith(b"data: [DONE]"):
+            elif is_done(event):
                 self.done = True
             out.append(event)
         if not out:
             return b""
-        return sep.join(out) + sep
+        return b"\n\n".join(out) + b"\n\n"
 
     def flush(self) -> bytes:
-        tail, self._tail = self._tail, b""
+        """What is left at the end: an event without its blank line (`done` if it is `[DONE]`)."""
+        tail = self._frames.rest()
+        if is_done(tail):
+            self.done = True
         return tail
 
     def _take_usage(self, event: bytes) -> bool:
         """Record the usage; return False when the event must be dropped (usage-only, not asked for)."""
-        start = event.find(b"{")
         try:
-            obj = orjson.loads(event[start:])
+            obj = orjson.loads(data_of(event) or b"")
         except orjson.JSONDecodeError:
             return True
         self.usage = parse_usage(obj.get("usage"))

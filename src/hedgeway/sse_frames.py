@@ -1,11 +1,17 @@
-"""Server-sent events as frames: the one splitter every stream translator reads upstream bytes with.
+"""Server-sent events as the WHATWG HTML standard parses them ("event stream interpretation"), reduced to
+what Hedgeway reads: the one splitter every stream relay and translator reads upstream bytes with.
 
     frames = Frames()
-    for event in frames.feed(chunk): payload = data_of(event)   # complete events only, LF line ends
-    tail = frames.rest()                                        # at the end: an event without separator
+    for event in frames.feed(chunk): payload = data_of(event)   # complete events, line ends made LF
+    tail = frames.rest()                                        # at the end: an event without its blank line
+    is_done(event)                                              # its data is `[DONE]`
 
-CRLF and LF line ends are both accepted (Google sends CRLF). An incomplete event longer than MAX_TAIL is
-handed on as it is, so a stream that never sends a separator cannot grow memory without bound.
+Lines end with CRLF, LF or a lone CR (an LF right after a CR that ended the previous chunk is skipped); a
+blank line ends an event. A line is `field:value`, one space after the colon dropped; a line starting
+with `:` is a comment; a line without a colon is a field with an empty value. The data lines of an event
+are joined with LF; `event:`, `id:` and `retry:` lines are relayed but not read. An unfinished event
+longer than MAX_TAIL is handed on as it is, so a stream that never ends an event cannot grow memory
+without bound. tests/test_sse.py checks this against httpx-sse's decoder on generated streams.
 """
 
 from __future__ import annotations
@@ -14,15 +20,21 @@ MAX_TAIL = 1 << 20
 
 
 class Frames:
-    __slots__ = ("_tail",)
+    __slots__ = ("_tail", "_cr")
 
     def __init__(self):
         self._tail = b""
+        self._cr = False  # the last chunk ended with CR: an LF starting the next one belongs to it
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self._cr:
+            self._cr = False
+            if data[:1] == b"\n":
+                data = data[1:]
         buf = self._tail + data if self._tail else data
         if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
+            self._cr = buf[-1:] == b"\r"
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events = buf.split(b"\n\n")
         self._tail = events.pop()
         if len(self._tail) > MAX_TAIL:
@@ -36,11 +48,24 @@ class Frames:
 
 
 def data_of(event: bytes) -> bytes | None:
-    """The `data:` payload of one event, or None for comments and data-less blocks. Several `data:` lines
-    are joined with newlines, as the SSE specification says."""
-    _, found, payload = event.partition(b"data:")
-    if not found:
+    """The data of one event (its `data` fields joined with LF), or None when it has no data field
+    (a comment, an `event:`-only block)."""
+    if b"data" not in event:
         return None
-    if b"\ndata:" not in payload:
-        return payload
-    return b"\n".join(line[5:] for line in event.split(b"\n") if line.startswith(b"data:"))
+    if event.startswith(b"data:") and b"\n" not in event:  # the usual event: one data line
+        return event[6:] if event[5:6] == b" " else event[5:]
+    parts = []
+    for line in event.split(b"\n"):
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            parts.append(value[1:] if value[:1] == b" " else value)
+    return b"\n".join(parts) if parts else None
+
+
+def is_done(event: bytes) -> bool:
+    """Whether this event is OpenAI's end-of-stream marker (`data: [DONE]`, `data:[DONE]`, or after
+    `event:`/`id:` lines)."""
+    if b"[DONE]" not in event:
+        return False
+    data = data_of(event)
+    return data is not None and data.strip() == b"[DONE]"

@@ -27,7 +27,7 @@ import orjson
 
 from hedgeway.ingress.anthropic import Inbound
 from hedgeway.ingress.anthropic_reply import OPENAI_ERROR_TYPES, stop_reason, usage
-from hedgeway.sse_frames import Frames
+from hedgeway.sse_frames import Frames, data_of, is_done
 
 _TEXT_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,' \
               b'"delta":{"type":"text_delta","text":%b}}\n\n'
@@ -80,21 +80,20 @@ class StreamTranslator:
     def _event(self, raw: bytes) -> bytes:
         if self.done:
             return b""
-        for line in raw.split(b"\n"):
-            if line.startswith(b"data:"):
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    return self._close()
-                try:
-                    obj = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    return b""
-                if not isinstance(obj, dict):
-                    return b""
-                if "error" in obj and not obj.get("choices"):
-                    return self._error(obj["error"])
-                return self._chunk(obj)
-        return b""
+        payload = data_of(raw)
+        if payload is None:
+            return b""
+        if is_done(raw):
+            return self._close()
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return b""
+        if not isinstance(obj, dict):
+            return b""
+        if "error" in obj and not obj.get("choices"):
+            return self._error(obj["error"])
+        return self._chunk(obj)
 
     def _chunk(self, obj: dict[str, Any]) -> bytes:
         if obj.get("usage"):
