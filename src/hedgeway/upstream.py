@@ -218,7 +218,8 @@ class _Conn(asyncio.Protocol):
                 return
             self.decoder = None
         resp._eof = True
-        keep = not self.until_close and self.parser.should_keep_alive()
+        # an HTTP/1.0 upstream's connection is not reused, even with `keep-alive` (as h11 does: safer)
+        keep = not self.until_close and self.parser.should_keep_alive() and self.parser.get_http_version() != "1.0"
         self._finish()
         resp._wake()
         if keep and not self.closed:
