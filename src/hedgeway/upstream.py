@@ -33,8 +33,12 @@ from hedgeway.errors import UpstreamError, UpstreamTimeout
 HIGH_WATER = 1 << 20  # pause reading the upstream when this many body bytes wait for the client
 MAX_IDLE = 256
 MAX_RESPONSE_BYTES = 256 << 20  # a body read whole (`read()`) larger than this fails: memory is finite
-MAX_HEAD_BYTES = 64 << 10  # status lines and headers of one response, interim ones included
+MAX_HEAD_BYTES = 64 << 10  # bytes before the final response's headers end (interim responses included)
 DECODERS = {"gzip": 31, "x-gzip": 31, "deflate": 15}  # Content-Encoding -> zlib wbits
+
+
+def _size(headers: dict[str, str]) -> int:
+    return sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
 class Response:
@@ -115,7 +119,8 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.reused = False
-        self.head_bytes = 0
+        self.head_bytes = 0  # bytes received before the final response's headers ended
+        self.interim_bytes = 0  # header bytes of the interim responses skipped
         self.interim = False  # parsing a 1xx response: skipped, the final response follows
         self.until_close = False  # the body ends when the upstream closes the connection
         self.decoder = None  # zlib decompressor for a gzip/deflate body
@@ -130,12 +135,18 @@ class _Conn(asyncio.Protocol):
             self.abort()
             return
         resp.got_bytes = True
+        if not resp.status:  # the final response's headers have not ended: count what httptools holds
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             cause = exc.__context__  # an UpstreamError raised by a callback below
             self._fail(cause if isinstance(cause, UpstreamError) else
                        UpstreamError("invalid HTTP response from upstream", deployment=self.pool.name))
+            return
+        if not resp.status and self.head_bytes > MAX_HEAD_BYTES:
+            self._fail(UpstreamError(f"upstream response headers larger than {MAX_HEAD_BYTES} bytes",
+                                     deployment=self.pool.name))
 
     def connection_lost(self, exc):
         self.closed = True
@@ -147,22 +158,8 @@ class _Conn(asyncio.Protocol):
                 self._fail(UpstreamError("upstream closed the connection", deployment=self.pool.name))
 
     # --- httptools callbacks ---
-    def on_message_begin(self):
-        if self.resp is None:  # a second response to one request: the connection's framing is lost
-            raise UpstreamError("upstream sent bytes after its response", deployment=self.pool.name)
-
-    def on_status(self, status: bytes):
-        self._count(len(status) + 15)
-
     def on_header(self, name: bytes, value: bytes):
-        self._count(len(name) + len(value) + 4)
         self.resp.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def _count(self, n: int) -> None:
-        self.head_bytes += n
-        if self.head_bytes > MAX_HEAD_BYTES:
-            raise UpstreamError(f"upstream response headers larger than {MAX_HEAD_BYTES} bytes",
-                                deployment=self.pool.name)
 
     def on_headers_complete(self):
         status = self.parser.get_status_code()
@@ -170,11 +167,19 @@ class _Conn(asyncio.Protocol):
             if status == 101:  # never asked for: the connection would speak another protocol
                 raise UpstreamError("upstream switched protocols unasked", deployment=self.pool.name)
             self.interim = True  # 100 Continue, 103 Early Hints: not the answer; its headers are dropped
+            self.interim_bytes += 32 + _size(self.resp.headers)
+            if self.interim_bytes > MAX_HEAD_BYTES:
+                raise UpstreamError(f"upstream response headers larger than {MAX_HEAD_BYTES} bytes",
+                                    deployment=self.pool.name)
             self.resp.headers = {}
             return
         resp = self.resp
-        resp.status = status
         headers = resp.headers
+        # (the bytes counted may include body bytes that came with the headers: then count exactly)
+        if self.head_bytes > MAX_HEAD_BYTES and self.interim_bytes + _size(headers) > MAX_HEAD_BYTES:
+            raise UpstreamError(f"upstream response headers larger than {MAX_HEAD_BYTES} bytes",
+                                deployment=self.pool.name)
+        resp.status = status
         if "content-length" not in headers and status != 204 and status != 304:
             self.until_close = "chunked" not in headers.get("transfer-encoding", "").lower()
         coding = headers.get("content-encoding")
@@ -218,8 +223,9 @@ class _Conn(asyncio.Protocol):
                 return
             self.decoder = None
         resp._eof = True
-        # an HTTP/1.0 upstream's connection is not reused, even with `keep-alive` (as h11 does: safer)
-        keep = not self.until_close and self.parser.should_keep_alive() and self.parser.get_http_version() != "1.0"
+        keep = not self.until_close and self.parser.should_keep_alive()
+        if keep and "connection" in resp.headers:  # HTTP/1.0 with `keep-alive`: not reused (as h11; safer)
+            keep = self.parser.get_http_version() != "1.0"
         self._finish()
         resp._wake()
         if keep and not self.closed:
@@ -237,7 +243,7 @@ class _Conn(asyncio.Protocol):
     def start(self, payload: bytes, first_byte_timeout: float, timeout: float) -> Response:
         self.resp = Response(self)
         self.parser = httptools.HttpResponseParser(self)
-        self.head_bytes = 0
+        self.head_bytes = self.interim_bytes = 0
         self.headers_ready = self.loop.create_future()
         self.deadline = self.loop.call_later(timeout, self._timed_out, "finish")
         if first_byte_timeout < timeout:
