@@ -56,8 +56,8 @@ def test_frames_split_events_across_chunks_crlf_and_bound_the_tail():
 
     f = Frames()
     assert f.feed(b"event: a\r\ndata: {\"x\":1}\r") == []  # no separator yet; a CR at the very end
-    assert f.feed(b"\n\r\ndata: 2\n\n: comment\n\ndata: 3") == [b"event: a\ndata: {\"x\":1}", b"data: 2",
-                                                                  b": comment"]
+    events = f.feed(b"\n\r\ndata: 2\n\n: comment\n\ndata: 3")  # the bytes as sent, each event with its end
+    assert events == [b"event: a\r\ndata: {\"x\":1}\r\n\r\n", b"data: 2\n\n", b": comment\n\n"]
     assert f.rest() == b"data: 3" and f.rest() == b""
     assert data_of(b"event: a\ndata: {\"x\":1}") == b'{"x":1}'  # one space after the colon is dropped
     assert data_of(b"data: a\ndata:  b") == b"a\n b" and data_of(b": comment") is None
@@ -89,8 +89,10 @@ def test_cr_only_line_ends_split_events():
     from hedgeway.sse_frames import Frames, data_of
 
     f = Frames()
-    events = f.feed(b"data: 1\r\rdata: 2\r") + f.feed(b"\ndata: 3\r") + f.feed(b"\r")
-    assert [data_of(e) for e in events] == [b"1", b"2\n3"]
+    chunks = [b"data: 1\r\rdata: 2\r", b"\ndata: 3\r", b"\r", b"\ndata: 4\r\n\r\n"]
+    events = [e for c in chunks for e in f.feed(c)]
+    assert [data_of(e) for e in events] == [b"1", b"2\n3", b"4"]  # a CR ending a chunk is a line end
+    assert b"".join(events) == b"".join(chunks)
 
 
 # --- differential: the same generated streams through sse_frames and an independent spec decoder ---
@@ -140,5 +142,6 @@ def test_event_data_agrees_with_an_independent_spec_decoder(stream):
 
     whole, pieces = stream
     frames = Frames()
-    ours = [data_of(e) for piece in pieces for e in frames.feed(piece)]
-    assert [d.decode() for d in ours if d] == reference_events(whole)
+    events = [e for piece in pieces for e in frames.feed(piece)]
+    assert [d.decode() for d in map(data_of, events) if d] == reference_events(whole)
+    assert b"".join(events) + frames.rest() == whole  # the bytes as sent, nothing lost or changed

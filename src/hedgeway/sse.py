@@ -1,5 +1,4 @@
-"""Relaying an OpenAI-format SSE stream: bytes pass through untouched (line ends as LF) except
-the usage event.
+"""Relaying an OpenAI-format SSE stream: bytes pass through untouched except the usage event.
 
 Hedgeway always asks the upstream for usage (it prices every stream), so the final usage-only event
 (`"choices": []`) is removed when the client did not ask for `stream_options.include_usage`. Only events
@@ -25,8 +24,7 @@ class UsageTap:
         self._frames = Frames()
 
     def feed(self, chunk: bytes) -> bytes:
-        """Bytes to send to the client for this upstream chunk (possibly empty): its complete events,
-        line ends as LF."""
+        """Bytes to send to the client for this upstream chunk (possibly empty): its complete events."""
         out = []
         for event in self._frames.feed(chunk):
             if b'"usage":{' in event or b'"usage": {' in event:
@@ -35,9 +33,7 @@ class UsageTap:
             elif is_done(event):
                 self.done = True
             out.append(event)
-        if not out:
-            return b""
-        return b"\n\n".join(out) + b"\n\n"
+        return b"".join(out)
 
     def flush(self) -> bytes:
         """What is left at the end: an event without its blank line (`done` if it is `[DONE]`)."""

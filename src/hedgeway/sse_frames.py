@@ -2,41 +2,49 @@
 what Hedgeway reads: the one splitter every stream relay and translator reads upstream bytes with.
 
     frames = Frames()
-    for event in frames.feed(chunk): payload = data_of(event)   # complete events, line ends made LF
+    for event in frames.feed(chunk): payload = data_of(event)   # complete events, bytes as received
     tail = frames.rest()                                        # at the end: an event without its blank line
     is_done(event)                                              # its data is `[DONE]`
 
-Lines end with CRLF, LF or a lone CR (an LF right after a CR that ended the previous chunk is skipped); a
-blank line ends an event. A line is `field:value`, one space after the colon dropped; a line starting
-with `:` is a comment; a line without a colon is a field with an empty value. The data lines of an event
-are joined with LF; `event:`, `id:` and `retry:` lines are relayed but not read. An unfinished event
-longer than MAX_TAIL is handed on as it is, so a stream that never ends an event cannot grow memory
-without bound. tests/test_sse.py checks this against httpx-sse's decoder on generated streams.
+Lines end with CRLF, LF or a lone CR (a CR last in a chunk waits for the next byte: it may be half a
+CRLF); a blank line ends an event. Events are the upstream's bytes, each with the line ends that closed
+it, so joined again they are the stream as sent (a relay changes nothing it does not mean to). A line is `field:value`, one space after the colon dropped; a line starting with `:`
+is a comment; a line without a colon is a field with an empty value. The data lines of an event are
+joined with LF; `event:`, `id:` and `retry:` lines are relayed but not read. An unfinished event longer
+than MAX_TAIL is handed on as it is, so a stream that never ends an event cannot grow memory without
+bound. tests/test_sse.py checks this against httpx-sse's decoder on generated streams.
 """
 
 from __future__ import annotations
 
+import re
+
 MAX_TAIL = 1 << 20
+# two line ends in a row: a blank line. A CR followed by LF is one line end, not two.
+_BLANK_LINE = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
 
 
 class Frames:
-    __slots__ = ("_tail", "_cr")
+    __slots__ = ("_tail",)
 
     def __init__(self):
         self._tail = b""
-        self._cr = False  # the last chunk ended with CR: an LF starting the next one belongs to it
 
     def feed(self, data: bytes) -> list[bytes]:
-        if self._cr:
-            self._cr = False
-            if data[:1] == b"\n":
-                data = data[1:]
         buf = self._tail + data if self._tail else data
-        if b"\r" in buf:
-            self._cr = buf[-1:] == b"\r"
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        events = buf.split(b"\n\n")
-        self._tail = events.pop()
+        if b"\r" not in buf:  # LF line ends (most upstreams): a plain split
+            parts = buf.split(b"\n\n")
+            self._tail = parts.pop()
+            events = [part + b"\n\n" for part in parts]
+        else:
+            events, at = [], 0
+            for blank in _BLANK_LINE.finditer(buf):
+                end = blank.end()
+                if end == len(buf) and buf[-1] == 13:  # a CR last: half a CRLF? the next byte tells
+                    break
+                events.append(buf[at:end])
+                at = end
+            self._tail = buf[at:]
         if len(self._tail) > MAX_TAIL:
             events.append(self._tail)
             self._tail = b""
@@ -52,10 +60,13 @@ def data_of(event: bytes) -> bytes | None:
     (a comment, an `event:`-only block)."""
     if b"data" not in event:
         return None
-    if event.startswith(b"data:") and b"\n" not in event:  # the usual event: one data line
-        return event[6:] if event[5:6] == b" " else event[5:]
+    body = event.rstrip(b"\r\n")
+    if body.startswith(b"data:") and b"\n" not in body and b"\r" not in body:  # the usual: one data line
+        return body[6:] if body[5:6] == b" " else body[5:]
+    if b"\r" in body:
+        body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     parts = []
-    for line in event.split(b"\n"):
+    for line in body.split(b"\n"):
         name, _, value = line.partition(b":")
         if name == b"data":
             parts.append(value[1:] if value[:1] == b" " else value)
