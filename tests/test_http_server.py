@@ -122,7 +122,7 @@ def test_connections_past_the_cap_get_503():
         return over, after
 
     over, after = run(go, Limits(max_connections=2))
-    assert over.startswith(b"HTTP/1.1 503") and b"connection: close" in over
+    assert over.startswith(b"HTTP/1.1 503") and b"connection: close" in over and b"retry-after: 1" in over
     assert after.startswith(b"HTTP/1.1 200")
 
 

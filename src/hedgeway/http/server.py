@@ -176,9 +176,9 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.done_reading = True
         self.reading = False
-        body = (b'{"error":{"message":"' + message.encode() + b'","type":"invalid_request_error","param":null,'
-                b'"code":null}}')
-        self._enqueue(Response(status, body), False, False, False)
+        kind = b"api_error" if status >= 500 else b"invalid_request_error"
+        body = b'{"error":{"message":"%s","type":"%s","param":null,"code":null}}' % (message.encode(), kind)
+        self._enqueue(Response(status, body, {"retry-after": "1"} if status == 503 else {}), False, False, False)
 
     # --- timeouts: one timer per connection, re-armed only when a deadline moves earlier ---
     def _arm(self, seconds: float) -> None:
