@@ -25,6 +25,9 @@ class UsageTap:
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (possibly empty): its complete events."""
+        if (chunk[-2:] == b"\n\n" and b"[DONE]" not in chunk and b'"usage":{' not in chunk
+                and b'"usage": {' not in chunk and not self._frames.holding):
+            return chunk  # whole events, none to read (the usual chunk): passed on as they are
         out = []
         for event in self._frames.feed(chunk):
             if b'"usage":{' in event or b'"usage": {' in event:

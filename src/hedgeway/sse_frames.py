@@ -8,11 +8,12 @@ what Hedgeway reads: the one splitter every stream relay and translator reads up
 
 Lines end with CRLF, LF or a lone CR (a CR last in a chunk waits for the next byte: it may be half a
 CRLF); a blank line ends an event. Events are the upstream's bytes, each with the line ends that closed
-it, so joined again they are the stream as sent (a relay changes nothing it does not mean to). A line is `field:value`, one space after the colon dropped; a line starting with `:`
-is a comment; a line without a colon is a field with an empty value. The data lines of an event are
-joined with LF; `event:`, `id:` and `retry:` lines are relayed but not read. An unfinished event longer
-than MAX_TAIL is handed on as it is, so a stream that never ends an event cannot grow memory without
-bound. tests/test_sse.py checks this against httpx-sse's decoder on generated streams.
+it, so joined again they are the stream as sent (a relay changes nothing it does not mean to). A line is
+`field:value`, one space after the colon dropped; a line starting with `:` is a comment; a line without a
+colon is a field with an empty value. The data lines of an event are joined with LF; `event:`, `id:` and
+`retry:` lines are relayed but not read. An unfinished event longer than MAX_TAIL is handed on as it is,
+so a stream that never ends an event cannot grow memory without bound. tests/test_sse.py checks this
+against httpx-sse's decoder on generated streams.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class Frames:
             events.append(self._tail)
             self._tail = b""
         return events
+
+    @property
+    def holding(self) -> bool:
+        """Whether part of an event waits for more bytes."""
+        return bool(self._tail)
 
     def rest(self) -> bytes:
         tail, self._tail = self._tail, b""
