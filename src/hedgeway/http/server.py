@@ -8,8 +8,9 @@ else `100 Continue`), fixed-length responses, chunked streaming with backpressur
 HTTP/1.0 clients), HEAD answered as GET without the body, the timeouts and connection cap of `Limits`, and a
 graceful drain. tests/test_http_conformance.py checks its request parsing against h11.
 
-Contract with the application: `app(request) -> Response | StreamingResponse`. The app maps its own
-errors to responses; anything escaping it becomes a bare 500 with no detail.
+Contract with the application: `app(request) -> Response | StreamingResponse` (types in http/wire.py,
+re-exported here). The app maps its own errors to responses; anything escaping it becomes a bare 500
+with no detail.
 """
 
 from __future__ import annotations
@@ -18,85 +19,18 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from email.utils import formatdate
-from typing import AsyncIterator, Awaitable, Callable
 
 import httptools
 
+from hedgeway.http.wire import App, Limits, Request, Response, StreamingResponse, render_head
+
+__all__ = ["App", "Limits", "Request", "Response", "Server", "StreamingResponse"]  # the app's contract
+
 log = logging.getLogger("hedgeway.http")
 
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large", 429: "Too Many Requests",
-           431: "Request Header Fields Too Large",
-           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-           504: "Gateway Timeout"}
 LINGER = 2.0  # seconds a closing connection keeps reading what the client still sends
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; more is an attack or a bug (431, connection closed)
 INTERNAL_ERROR = (b'{"error":{"message":"internal error","type":"api_error","param":null,"code":null}}')
-
-
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
-
-
-@dataclass(slots=True)
-class StreamingResponse:
-    headers: dict[str, str]
-    chunks: AsyncIterator[bytes]
-    status: int = 200
-    content_type: str = "text/event-stream"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What one connection may take (config `server:`): a request head must arrive within `head_timeout`
-    seconds of its first byte, its body within `body_timeout` after the head (else 408 and close); an idle
-    keep-alive connection is closed after `idle_timeout`; past `max_connections` open connections, a new
-    connection's request gets 503 and the connection is closed."""
-    max_body: int = 4 << 20
-    head_timeout: float = 10.0
-    body_timeout: float = 60.0
-    idle_timeout: float = 60.0
-    max_connections: int = 4096
-
-
-App = Callable[[Request], Awaitable["Response | StreamingResponse"]]
-
-_date = [0, b""]
-
-
-def _date_header() -> bytes:
-    now = int(time.time())
-    if now != _date[0]:
-        _date[0], _date[1] = now, f"date: {formatdate(now, usegmt=True)}\r\n".encode()
-    return _date[1]
-
-
-def _head(status: int, content_type: str, headers: dict[str, str], keep_alive: bool, framing: bytes) -> bytes:
-    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n".encode(), _date_header(),
-             b"server: hedgeway\r\ncontent-type: ", content_type.encode(), b"\r\n", framing]
-    if not keep_alive:
-        lines.append(b"connection: close\r\n")
-    if content_type == "text/event-stream":
-        lines.append(b"cache-control: no-cache\r\n")
-    for name, value in headers.items():
-        lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-    lines.append(b"\r\n")
-    return b"".join(lines)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -289,8 +223,8 @@ class HttpProtocol(asyncio.Protocol):
                         resp = Response(500, INTERNAL_ERROR)
                 if isinstance(resp, Response):
                     if not self.closed:
-                        self.transport.write(_head(resp.status, resp.content_type, resp.headers, keep_alive,
-                                                   b"content-length: %d\r\n" % len(resp.body))
+                        self.transport.write(render_head(resp.status, resp.content_type, resp.headers,
+                                                         keep_alive, b"content-length: %d\r\n" % len(resp.body))
                                              + (b"" if head_only else resp.body))
                 else:
                     await self._stream(resp, keep_alive, head_only, http10)
@@ -322,8 +256,8 @@ class HttpProtocol(asyncio.Protocol):
         try:
             if self.closed:
                 return
-            self.transport.write(_head(resp.status, resp.content_type, resp.headers, keep_alive,
-                                       b"" if http10 else b"transfer-encoding: chunked\r\n"))
+            self.transport.write(render_head(resp.status, resp.content_type, resp.headers, keep_alive,
+                                             b"" if http10 else b"transfer-encoding: chunked\r\n"))
             if head_only:
                 return
             async for chunk in chunks:
