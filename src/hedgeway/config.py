@@ -5,7 +5,8 @@ Two shapes are accepted: Hedgeway's own (below) and LiteLLM's proxy config (`mod
 `models[0].deployments[1].timeout: Input should be greater than 0`. Secrets are written as
 `os.environ/NAME` and resolved here; a missing variable is an error naming the field, never the value.
 
-    server:  {host: 127.0.0.1, port: 8080, workers: 1, max_body_bytes: 4194304}
+    server:  {host: 127.0.0.1, port: 8080, workers: 1, max_body_bytes: 4194304,
+              head_timeout: 10, body_timeout: 60, idle_timeout: 60, max_connections: 4096}
     auth:    {master_key: os.environ/HEDGEWAY_MASTER_KEY}     # or disabled: true (loopback only)
     ledger:  {url: sqlite:///hedgeway.db, batch_size: 100, flush_interval: 0.02}
     routing: {strategy: least-in-flight, num_retries: 1, retry_backoff: 0.1, fallbacks: {gpt-4o: [gpt-4o-mini]}}
@@ -115,6 +116,10 @@ class ServerIn(Strict):
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=256)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    head_timeout: float = Field(10.0, gt=0, le=3600)  # request line + headers, from their first byte
+    body_timeout: float = Field(60.0, gt=0, le=3600)  # the request body, after its headers
+    idle_timeout: float = Field(60.0, gt=0, le=86400)  # a keep-alive connection with no request
+    max_connections: int = Field(4096, ge=1)  # per worker; past it a request gets 503 and the close
 
 
 class AuthIn(Strict):

@@ -13,20 +13,20 @@ from typing import Any
 
 import orjson
 
+from hedgeway.sse_frames import Frames, data_of, is_done
+
 
 def events(chunks: list[bytes]) -> list[dict]:
     """The JSON `data:` payloads of relayed SSE chunks, in order ([DONE] and unparsable ones left out)."""
-    data = b"".join(chunks).replace(b"\r\n", b"\n")
+    frames = Frames()
     out = []
-    for event in data.split(b"\n\n"):
-        for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                payload = line[5:].strip()
-                if payload and payload != b"[DONE]":
-                    try:
-                        out.append(orjson.loads(payload))
-                    except orjson.JSONDecodeError:
-                        pass
+    for event in frames.feed(b"".join(chunks)) + [frames.rest()]:
+        payload = data_of(event)
+        if payload and not is_done(event):
+            try:
+                out.append(orjson.loads(payload))
+            except orjson.JSONDecodeError:
+                pass
     return out
 
 

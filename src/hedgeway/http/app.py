@@ -11,7 +11,7 @@ from typing import Callable
 
 from hedgeway.config import Config
 from hedgeway.http.routes import Routes
-from hedgeway.http.server import Server
+from hedgeway.http.server import Limits, Server
 from hedgeway.pipeline import Gateway
 
 log = logging.getLogger("hedgeway")
@@ -23,7 +23,9 @@ def build(config: Config) -> tuple[Gateway, Server]:
     store = open_store(config.ledger.url)
     store.migrate()
     gateway = Gateway(config, store)
-    return gateway, Server(Routes(gateway), config.server.max_body_bytes)
+    s = config.server
+    limits = Limits(s.max_body_bytes, s.head_timeout, s.body_timeout, s.idle_timeout, s.max_connections)
+    return gateway, Server(Routes(gateway), limits)
 
 
 def install_uvloop() -> None:

@@ -34,10 +34,12 @@ ERRORS = {
     "401": _error("Missing or wrong API key"),
     "404": _error("Unknown model (`model_not_found`) or path"),
     "405": _error("Wrong method"),
+    "408": _error("Request head or body not received within `server.head_timeout` / `body_timeout`"),
     "413": _error("Body larger than `server.max_body_bytes`"),
     "429": _error("Rate limited or over budget (by Hedgeway, or by every upstream)"),
     "431": _error("Request headers too large"),
     "502": _error("Every deployment failed (`all_deployments_failed`, each attempt listed)"),
+    "503": _error("Over `server.max_connections` open connections (Retry-After: 1)"),
     "504": _error("Every attempt timed out"),
 }
 
