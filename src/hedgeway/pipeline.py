@@ -35,6 +35,7 @@ from hedgeway.metrics import Metrics
 from hedgeway.pricing import cost
 from hedgeway.providers import PROVIDERS, Provider, StreamReply
 from hedgeway.routing import Plan, Planner
+from hedgeway.routing.vectors import route_vector
 from hedgeway.shadow import Answer, ShadowIn, Shadows
 from hedgeway.sse import UsageTap
 from hedgeway.tracing import build_tracer
@@ -56,6 +57,7 @@ class RequestContext:
     route: dict[str, Any] | None = None  # the router's decision, when one was made
     trace: str | None = None  # the caller's W3C traceparent, when tracing is on
     prompt: str | None = None  # the request's messages as JSON, only with ledger.log_prompts
+    embedding: Any = None  # the request's MiniLM vector, when its route's router reads one
 
 
 @dataclass(slots=True)
@@ -125,7 +127,7 @@ class Gateway:
         ctx.ticket = await self.admission.admit(ctx.principal, model, body)
 
     def _plan(self, ctx: RequestContext, model: str, body: dict[str, Any] | None) -> Plan:
-        plan = self.planner.plan(model, body)
+        plan = self.planner.plan(model, body, embedding=ctx.embedding)
         ctx.route = plan.route
         return plan
 
@@ -240,6 +242,7 @@ class Gateway:
         if lookup is not None and lookup.hit is not None:
             self._record_hit(ctx, endpoint, req.model, lookup.hit, False)
             return Reply(lookup.hit.body, self._hit_headers(ctx, lookup.hit))
+        ctx.embedding = await route_vector(self.planner, self.cache, req, lookup)
         reply = await self._complete(endpoint, req.model, ctx, req.body, self._call(ctx, "chat", req))
         if lookup is not None and lookup.status == "miss":
             self.cache.store(lookup, reply.body, reply.usage, reply.cost)
@@ -263,6 +266,7 @@ class Gateway:
         lookup = await self._lookup(ctx, req)
         if lookup is not None and lookup.hit is not None:
             return StreamOut(self._hit_headers(ctx, lookup.hit), self._replay(ctx, endpoint, req, lookup.hit))
+        ctx.embedding = await route_vector(self.planner, self.cache, req, lookup)
         plan = self._plan(ctx, req.model, req.body)
         outcome = await call_with_fallback(plan.groups, self._call(ctx, "stream", req), self.policy,
                                            self.planner.inflight, hold=True, guard=plan.guard)
@@ -333,7 +337,7 @@ class Gateway:
         again = RequestContext(f"{ctx.request_id}-{endpoint}", ctx.principal, time.perf_counter(), time.time())
         body = {k: v for k, v in req.body.items() if k not in ("stream", "stream_options")}
         try:
-            plan = self.planner.plan(model, body, canary=canary)
+            plan = self.planner.plan(model, body, canary=canary, embedding=ctx.embedding)
             outcome = await call_with_fallback(plan.groups, self._call(again, "chat", ChatRequest(model, body)),
                                                self.policy, self.planner.inflight, guard=plan.guard)
         except HedgewayError as exc:
