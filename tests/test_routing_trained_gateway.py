@@ -69,6 +69,9 @@ def test_unproven_router_sends_everything_to_the_default_tier_and_says_why(upstr
             assert route["reason"].startswith("unproven: APGR") and "random band" in route["reason"]
         _, _, stats = raw(gw, "GET", "/v1/router/stats")
         _, _, metrics = raw(gw, "GET", "/metrics")
+        _, _, live = raw(gw, "GET", "/ui/api/live")  # the dashboard's route-proof panel
+    assert json.loads(live)["proof"] == json.loads(stats)["proof"]
+    assert json.loads(live)["routes"]["auto"] == {"complex": 3}
     proof = json.loads(stats)["proof"]["auto"]
     assert proof["proven"] is False and proof["version"] == "auto-unproven" and proof["n"] == 200
     assert proof["router"] == "trained" and proof["ci"][0] <= proof["random_band"][1]
