@@ -4,6 +4,7 @@ artefact says proven; until then every request goes to the default tier and ever
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -112,3 +113,69 @@ def test_config_check_names_the_proof_and_rejects_a_default_outside_the_tiers(up
     path.write_text(yaml.safe_dump(_config(upstream, ledger_url, str(tmp_path / "missing.npz"))))
     assert main(["config", "check", str(path)]) == 1
     assert "router.routes[0].options" in capsys.readouterr().out
+
+
+# --- a new router version through the canary -----------------------------------------------------------
+
+def _sim_route_config(tmp_path, url: str, baseline: str) -> tuple[dict, str]:
+    """Two simulated models whose answers differ (the cheap one degrades); route `auto` over them."""
+    import uuid
+
+    import yaml
+
+    sim = lambda model: {"provider": "simulated", "model": model, "price": {"input": "1", "output": "2"},  # noqa: E731
+                         "settings": {"ttft_ms": 1, "tokens_per_second": 20000, "max_output_tokens": 30}}
+    cfg = {"auth": {"master_key": "sk-master-test"}, "ledger": {"url": url, "flush_interval": 0.02},
+           "routing": {"canary_poll": 0.05},
+           "models": [{"name": "strong", "deployments": [sim("llama-70b")]},
+                      {"name": "weak", "deployments": [sim("llama-8b-degraded")]}],
+           "router": {"routes": [{"name": "auto", "router": "trained", "tiers": {"simple": "weak", "complex": "strong"},
+                                  "options": {"model": baseline}}]}}
+    path = tmp_path / f"sim-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return cfg, str(path)
+
+
+@pytest.mark.parametrize("quality, final", [(False, "promoted"), (True, "rolled_back")])
+def test_a_proven_router_version_goes_live_as_a_canary_and_decides_by_itself(tmp_path, artefacts, quality, final):
+    """Baseline: the unproven version (everything to `strong`). The proven version sends easy prompts to
+    `weak`. Healthy, it ramps to promotion by itself; with the quality check on, its answers (from the
+    degraded model) disagree with the baseline's and it rolls back by itself. An unproven version is refused."""
+    import openai
+
+    from hedgeway.canary.store import CanaryStore
+    from test_canary import _events, _seen, _wait_state
+
+    url = f"sqlite:///{tmp_path}/sim.db"
+    cfg, path = _sim_route_config(tmp_path, url, artefacts[1])
+    start = ["canary", "start", "v2", "--model", "auto", "--config", path, "--stages", "50,100",
+             "--min-requests", "6", "--min-seconds", "0"]
+    checks = ["--min-agreement", "0.6", "--quality-sample", "1", "--min-quality-samples", "4"] if quality else []
+    assert main([*start, "--candidate", f"router:{artefacts[1]}"]) == 2  # unproven: never goes live
+    assert main([*start, "--candidate", "router:/nonexistent.npz"]) == 2
+    with BackgroundGateway(from_dict(cfg)) as gw:
+        assert main([*start, "--candidate", f"router:{artefacts[0]}", *checks]) == 0
+        _seen(gw, "v2", "running")
+        client = openai.OpenAI(base_url=gw.base_url, api_key="sk-master-test", max_retries=0)
+        arms, deadline = [], time.monotonic() + 30
+        while _wait_state(url, "v2", final, timeout=0).state != final:
+            assert time.monotonic() < deadline, _events(url, "v2")
+            resp = client.chat.completions.with_raw_response.create(
+                model="auto", messages=[{"role": "user", "content": EASY_Q}])
+            route = json.loads(resp.headers["x-hedgeway-route"])
+            arms.append((route["arm"], route["tier"]))
+        _seen(gw, "v2", final)
+        after = json.loads(client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": EASY_Q}]).headers["x-hedgeway-route"])
+    assert ("candidate", "simple") in arms and ("baseline", "complex") in arms  # each arm by its own version
+    assert all(tier == ("simple" if arm == "candidate" else "complex") for arm, tier in arms)
+    events = _events(url, "v2")
+    if final == "promoted":
+        assert after["arm"] == "candidate" and after["tier"] == "simple"  # the new version plans everything
+        assert [e["to"] for e in events] == ["running", "running", "promoted"]
+    else:
+        assert "canary" not in after and after["tier"] == "complex"  # back to the configured version alone
+        assert events[-1]["to"] == "rolled_back" and events[-1]["reason"].startswith("agreement with the baseline")
+    store = CanaryStore(url)
+    assert store.get("v2").candidate == f"router:{artefacts[0]}"
+    store.close()

@@ -98,6 +98,8 @@ class Planner:
     def wants_embedding(self, model_name: str) -> bool:
         """Whether plans for this name read the request's embedding (a proven `trained` route)."""
         routed = self.routes.get(model_name)
+        if routed is not None and self.canaries is not None and model_name in self.canaries.by_route:
+            return True  # a router version on canary may read it even when the configured one does not
         return routed is not None and routed[0].needs_embedding and routed[0].gate["proven"]
 
     def plan(self, model_name: str, body: Mapping[str, Any] | None = None, canary: bool = True,
@@ -108,8 +110,10 @@ class Planner:
         routed = self.routes.get(model_name)
         if routed is not None:
             route, guard = routed
-            slots, decision = route.decide(body, embedding)
+            version, rtag = self.canaries.route_arm(model_name) if canary and self.canaries is not None else (None, None)
+            slots, decision = (version or route).decide(body, embedding)
             raw, tag, at = self._canary([s.group for s in slots], canary)
+            tag = tag or rtag
             if at is not None:  # the candidate is held to the SLA of the tier it stands in for
                 guard = self._candidate_guard(guard, raw[at], raw[at + 1][0].id)
             groups = self._healthy([self._order(g) for g in raw])
