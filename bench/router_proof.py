@@ -9,8 +9,9 @@ Builds label files (strong = GPT-4-1106, weak = Mixtral-8x7B) from the shared da
   * arc, mbpp, winogrande — RouterBench (0-shot, train + test splits): correctness 0/1;
   * gsm8k      — RouteLLM's GSM8K responses: correctness 0/1;
   * mmlu1000   — 1,000 MMLU prompts drawn at random (seed 0): correctness 0/1 (the timing run);
-plus, for each, `--shuffles` copies whose (strong, weak) pairs are shuffled across prompts. Each file
-goes through the CLI exactly as a customer would run it; the out-of-fold scores it writes are scored
+plus, for each, `--shuffles` copies whose (strong, weak) pairs are shuffled across prompts (these carry
+each prompt's MiniLM vector, computed once here exactly as the CLI would, so it is not recomputed per
+copy; the real file carries prompts only and is timed end to end). Each file goes through the CLI; the out-of-fold scores it writes are scored
 here again with RouteLLM's protocol (`evaluate.evaluate_scores`), independently of the CLI's report.
 """
 
@@ -29,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from hedgeway.routing.evaluate import evaluate_scores  # noqa: E402
+from hedgeway.routing.labelled import embed_text, minilm_embed  # noqa: E402
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
@@ -125,7 +127,11 @@ def main() -> int:
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     for name in args.sets.split(","):
         rows = SETS[name](root)
-        files = [(name, rows)] + [(f"{name}-shuffled{k}", shuffled(rows, k)) for k in range(args.shuffles)]
+        files = [(name, rows)]
+        if args.shuffles:
+            vecs = minilm_embed([embed_text(r.get("prompt", r.get("messages"))) for r in rows])
+            embedded = [{**r, "embedding": [round(float(x), 6) for x in v]} for r, v in zip(rows, vecs)]
+            files += [(f"{name}-shuffled{k}", shuffled(embedded, k)) for k in range(args.shuffles)]
         for stem, data in files:
             path = work / f"{stem}.jsonl"
             path.write_text("".join(json.dumps(r) + "\n" for r in data))

@@ -43,6 +43,17 @@ def read_label_file(path: str) -> list[dict]:
 
 
 def train_labels(args: Any) -> int:
+    try:
+        lines = read_label_file(args.labels)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return train_and_report(args, lines)
+
+
+def train_and_report(args: Any, lines: list[dict]) -> int:
+    """Train on label lines from any source (a file, the ledger's label store) and write what the flags
+    ask for: --output, --oof-output, --json or a summary."""
     # One BLAS thread: the eigendecompositions are small (≤ a few thousand rows), and OpenBLAS's threads
     # spin against each other on a busy machine (measured: eigh of 800 × 800, 2 cores at load 12:
     # 6.4 s with the default threads, 0.7 s with one). Only effective before numpy is imported, as here.
@@ -53,7 +64,7 @@ def train_labels(args: Any) -> int:
     from hedgeway.routing.proof import train_from_labels
 
     try:
-        report, model, oof = train_from_labels(read_label_file(args.labels), cv=args.cv, repeats=args.repeats,
+        report, model, oof = train_from_labels(lines, cv=args.cv, repeats=args.repeats,
                                                permutations=args.permutations, seed=args.seed)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
