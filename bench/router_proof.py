@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -99,11 +100,13 @@ def shuffled(rows: list[dict], seed: int) -> list[dict]:
 
 def run(path: Path, work: Path, cv: int) -> dict:
     oof, model = work / f"{path.stem}.oof.jsonl", work / f"{path.stem}.npz"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, "-m", "hedgeway", "router", "train", "--labels", str(path), "--cv", str(cv),
                           "--oof-output", str(oof), "--output", str(model), "--json"],
                          check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = now.ru_utime + now.ru_stime - cpu.ru_utime - cpu.ru_stime
     report = json.loads(out.stdout)
     labels = {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
     scores = [json.loads(line) for line in oof.read_text().splitlines()]
@@ -111,7 +114,8 @@ def run(path: Path, work: Path, cv: int) -> dict:
                            [labels[s["id"]]["weak"] for s in scores])
     return {"file": path.name, "n": report["n"], "apgr": report["apgr"], "ci": report["ci"],
             "band": report["random_band"], "proven": report["proven"], "rescored_apgr": mine["apgr"],
-            "curve": report["learning_curve"], "seconds": round(seconds, 1)}
+            "curve": report["learning_curve"], "seconds": round(seconds, 1), "cpu_s": round(cpu_s, 1),
+            "train_s": report["seconds"]}
 
 
 def main() -> int:
@@ -139,7 +143,8 @@ def main() -> int:
             curve = " ".join(f"{p['n']}:{p['apgr']:.3f}" for p in r["curve"])
             print(f"{r['file']:<26} n={r['n']:>5} APGR {r['apgr']:.3f} (rescored {r['rescored_apgr']:.3f}) "
                   f"CI {r['ci'][0]:.3f}–{r['ci'][1]:.3f} band {r['band'][0]:.3f}–{r['band'][1]:.3f} "
-                  f"proven={r['proven']} {r['seconds']} s | {curve}", flush=True)
+                  f"proven={r['proven']} {r['seconds']} s wall, {r['cpu_s']} s CPU ({r['train_s']} s in train_from_labels"
+                  f") | {curve}", flush=True)
     return 0
 
 
