@@ -21,6 +21,7 @@ Features (`FeatureSpec`): blocks whose direction the trainer learns, none hand-s
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -98,11 +99,17 @@ def embed_text(source: Any) -> str:
     return (user_text(messages[i]) or "") if i >= 0 else ""
 
 
-def minilm_embed(texts: list[str]) -> np.ndarray:
-    """The semantic cache's MiniLM (one per process), over model-length prefixes, in batches of 32."""
-    from hedgeway.embedders import EMBEDDERS
+_OFFLINE: list[Any] = []  # one MiniLM on every core, for offline training and scoring (loaded on first use)
 
-    model = EMBEDDERS["minilm"](None, None)
+
+def minilm_embed(texts: list[str]) -> np.ndarray:
+    """The semantic cache's MiniLM vectors (same model, tokenizer and pooling) of model-length prefixes,
+    in batches of 32, on every core: for offline training and scoring, never on the request path."""
+    from hedgeway.embedders import MiniLM
+
+    if not _OFFLINE:
+        _OFFLINE.append(MiniLM(threads=os.cpu_count() or 1))
+    model = _OFFLINE[0]
     if not texts:
         return np.zeros((0, EMBED_DIM), np.float32)
     return np.concatenate([model.embed_sync(texts[i:i + 32]) for i in range(0, len(texts), 32)])
