@@ -12,7 +12,6 @@ unusable labels.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -54,11 +53,6 @@ def train_labels(args: Any) -> int:
 def train_and_report(args: Any, lines: list[dict]) -> int:
     """Train on label lines from any source (a file, the ledger's label store) and write what the flags
     ask for: --output, --oof-output, --json or a summary."""
-    # One BLAS thread: the eigendecompositions are small (≤ a few thousand rows), and OpenBLAS's threads
-    # spin against each other on a busy machine (measured: eigh of 800 × 800, 2 cores at load 12:
-    # 6.4 s with the default threads, 0.7 s with one). Only effective before numpy is imported, as here.
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
     import orjson
 
     from hedgeway.routing.proof import train_from_labels
