@@ -76,7 +76,8 @@ def main() -> int:
         best.append(min(runs))
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     print(json.dumps({"prompts": len(prompts), "mean_chars": round(float(np.mean([len(p) for p in prompts]))),
-                      "p50_ms": round(float(np.percentile(times, 50)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3),
+                      "p50_ms": round(float(np.percentile(times, 50)), 3),
+                      "p99_ms": round(float(np.percentile(times, 99)), 3),
                       "max_ms": round(max(times), 3), "best_of_5_p50_ms": round(float(np.percentile(best, 50)), 3),
                       "best_of_5_p99_ms": round(float(np.percentile(best, 99)), 3)}))
     return 0

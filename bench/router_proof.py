@@ -11,8 +11,9 @@ Builds label files (strong = GPT-4-1106, weak = Mixtral-8x7B) from the shared da
   * mmlu1000   — 1,000 MMLU prompts drawn at random (seed 0): correctness 0/1 (the timing run);
 plus, for each, `--shuffles` copies whose (strong, weak) pairs are shuffled across prompts (these carry
 each prompt's MiniLM vector, computed once here exactly as the CLI would, so it is not recomputed per
-copy; the real file carries prompts only and is timed end to end). Each file goes through the CLI; the out-of-fold scores it writes are scored
-here again with RouteLLM's protocol (`evaluate.evaluate_scores`), independently of the CLI's report.
+copy; the real file carries prompts only and is timed end to end). Each file goes through the CLI; the
+out-of-fold scores it writes are scored here again with RouteLLM's protocol (`evaluate.evaluate_scores`),
+independently of the CLI's report.
 """
 
 from __future__ import annotations
@@ -143,8 +144,8 @@ def main() -> int:
             curve = " ".join(f"{p['n']}:{p['apgr']:.3f}" for p in r["curve"])
             print(f"{r['file']:<26} n={r['n']:>5} APGR {r['apgr']:.3f} (rescored {r['rescored_apgr']:.3f}) "
                   f"CI {r['ci'][0]:.3f}–{r['ci'][1]:.3f} band {r['band'][0]:.3f}–{r['band'][1]:.3f} "
-                  f"proven={r['proven']} {r['seconds']} s wall, {r['cpu_s']} s CPU ({r['train_s']} s in train_from_labels"
-                  f") | {curve}", flush=True)
+                  f"proven={r['proven']} {r['seconds']} s wall, {r['cpu_s']} s CPU "
+                  f"({r['train_s']} s in train_from_labels) | {curve}", flush=True)
     return 0
 
 

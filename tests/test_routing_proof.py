@@ -124,6 +124,7 @@ def test_cli_writes_report_oof_and_a_versioned_artefact(traffic, tmp_path, capsy
 
 def test_cli_rejects_unusable_labels(tmp_path, capsys):
     labels = tmp_path / "few.jsonl"
-    labels.write_text("".join(json.dumps({"id": i, "prompt": f"q{i}", "strong": 1, "weak": 0}) + "\n" for i in range(5)))
+    rows = [{"id": i, "prompt": f"q{i}", "strong": 1, "weak": 0} for i in range(5)]
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["router", "train", "--labels", str(labels), "--json"]) == 2
     assert "need at least" in capsys.readouterr().err

@@ -23,8 +23,8 @@ A transition is one conditional UPDATE (exactly one replica wins), an event row,
 Router versions: a canary whose `model` is a routed name and whose `candidate` is `router:PATH` (a proven
 `router train --labels` artefact, readable by every replica) shares that route's traffic between its
 configured router and the new version (`book.route_arm`): the candidate arm is planned by a copy of the
-route with `router: trained, options: {model: PATH}`. Counted, checked against the baseline's answer and judged as above;
-an error is a request that failed for the user. Promoted, the new version plans all of the route's
+route with `router: trained, options: {model: PATH}`. Counted, checked against the baseline's answer
+and judged as above; an error is a request that failed for the user. Promoted, the new version plans all of the route's
 traffic until the config names it.
 """
 

@@ -122,7 +122,9 @@ def _router_version(config: Any, route: str, candidate: str) -> str | None:
         gate = TrainedModel.load(candidate[len("router:"):]).gate
     except ValueError as exc:
         return str(exc)
-    return None if gate["proven"] else f"router {candidate[len('router:'):]} is {gate['why']}: only a proven version goes live"
+    if gate["proven"]:
+        return None
+    return f"router {candidate[len('router:'):]} is {gate['why']}: only a proven version goes live"
 
 
 def _act(store: Any, args: argparse.Namespace) -> int:

@@ -110,7 +110,8 @@ class Planner:
         routed = self.routes.get(model_name)
         if routed is not None:
             route, guard = routed
-            version, rtag = self.canaries.route_arm(model_name) if canary and self.canaries is not None else (None, None)
+            on = canary and self.canaries is not None
+            version, rtag = self.canaries.route_arm(model_name) if on else (None, None)  # a router version's canary
             slots, decision = (version or route).decide(body, embedding)
             raw, tag, at = self._canary([s.group for s in slots], canary)
             tag = tag or rtag
