@@ -179,3 +179,29 @@ def test_a_proven_router_version_goes_live_as_a_canary_and_decides_by_itself(tmp
     store = CanaryStore(url)
     assert store.get("v2").candidate == f"router:{artefacts[0]}"
     store.close()
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_one_embedding_per_request_shared_with_the_semantic_cache(upstream, ledger_url, artefacts, monkeypatch,
+                                                                   cached):
+    """With the semantic cache on, the router reads the vector the cache computed; without it, the
+    gateway embeds the request once itself. Either way: one MiniLM call per routed request."""
+    from hedgeway.embedders import EMBEDDERS
+
+    model = EMBEDDERS["minilm"](None, None)  # the process's shared MiniLM, which the gateway uses
+    calls: list[list[str]] = []
+    real = model.embed
+
+    async def counting(texts, whole_only=False):
+        calls.append(list(texts))
+        return await real(texts, whole_only)
+
+    monkeypatch.setattr(model, "embed", counting)
+    cfg = _config(upstream, ledger_url, artefacts[0])
+    if cached:
+        cfg["cache"] = {"enabled": True, "backend": "memory", "embedder": "minilm"}
+    with BackgroundGateway(from_dict(cfg)) as gw:
+        hard, _ = _ask(gw, HARD_Q)
+        easy, _ = _ask(gw, EASY_Q)
+    assert calls == [[HARD_Q], [EASY_Q]]
+    assert hard["tier"] == "complex" and easy["tier"] == "simple"
