@@ -88,7 +88,8 @@ def test_strong_wins_means_quality_w_for_strong_and_1_minus_w_for_weak():
     assert data.strong.tolist() == [1.0, 0.25, 7.0] and data.weak.tolist() == [0.0, 0.75, 9.0]
     assert data.prompts[2] is None and data.texts[:2] == ["a", "b"]
     for bad in ({"id": 1, "prompt": "a", "strong_wins": 2}, {"id": 1, "strong": 1, "weak": 0},
-                {"id": 1, "prompt": "a", "strong": 1}, {"id": 1, "embedding": [0.1] * 10, "strong": 1, "weak": 0}):
+                {"id": 1, "prompt": "a", "strong": 1}, {"id": 1, "embedding": [0.1] * 10, "strong": 1, "weak": 0},
+                {"id": 1, "prompt": "a", "strong": "nan", "weak": 0}):
         with pytest.raises(ValueError, match="label line 1"):
             read_lines([bad])
 

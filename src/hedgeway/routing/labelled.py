@@ -21,6 +21,7 @@ Features (`FeatureSpec`): blocks whose direction the trainer learns, none hand-s
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -76,6 +77,8 @@ def read_lines(lines: Iterable[dict]) -> Labelled:
             s, w = _quality(row, where)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: needs strong and weak, or strong_wins ({exc})") from None
+        if not (math.isfinite(s) and math.isfinite(w)):
+            raise ValueError(f"{where}: qualities must be finite numbers")
         if emb is not None:
             emb = np.asarray(emb, np.float32)
             if emb.shape != (EMBED_DIM,):
