@@ -129,3 +129,11 @@ def test_cli_rejects_unusable_labels(tmp_path, capsys):
     labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["router", "train", "--labels", str(labels), "--json"]) == 2
     assert "need at least" in capsys.readouterr().err
+    rows = [{"id": i, "prompt": f"q{i}", "embedding": [1.0] + [0.0] * 383, "strong_wins": i % 2} for i in range(40)]
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["router", "train", "--labels", str(labels), "--permutations", "5"]) == 2  # a band of 5: a guess
+    assert "--permutations must be at least 20" in capsys.readouterr().err
+    rows = [{**r, "strong_wins": 0.5} for r in rows]
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["router", "train", "--labels", str(labels)]) == 2
+    assert "APGR is undefined" in capsys.readouterr().err

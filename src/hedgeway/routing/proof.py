@@ -36,6 +36,7 @@ from hedgeway.routing.labelled import FeatureSpec, Labelled, design, read_lines
 
 LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 MIN_LABELS = 20
+MIN_PERMUTATIONS = 20
 CURVE_SIZES = (50, 100, 200, 400, 800, 1600, 3200)
 
 
@@ -134,10 +135,12 @@ def train_from_labels(lines: Iterable[dict], *, cv: int = 5, repeats: int = 3, p
     n = len(data.ids)
     if n < max(MIN_LABELS, 2 * cv):
         raise ValueError(f"{n} labels: need at least {max(MIN_LABELS, 2 * cv)} for {cv}-fold cross-validation")
-    if cv < 2:
-        raise ValueError("--cv must be at least 2")
-    if not (data.strong - data.weak).any():
-        raise ValueError("every label says the two models are equal: nothing to learn")
+    if cv < 2 or repeats < 1:
+        raise ValueError("--cv must be at least 2 and --repeats at least 1")
+    if permutations < MIN_PERMUTATIONS:  # fewer shuffles: a band whose spread is itself a guess
+        raise ValueError(f"--permutations must be at least {MIN_PERMUTATIONS} to measure the random band")
+    if abs(data.strong.mean() - data.weak.mean()) < 1e-12:
+        raise ValueError("the two models are equally good on average over these labels: APGR is undefined")
     X, spec = design(data, embed)
     with threadpool_limits(1, "blas"):  # see the module docstring
         report, model, scores = _prove(X.astype(np.float64), spec, data, cv, repeats, permutations, seed,
@@ -157,7 +160,7 @@ def _prove(X64: np.ndarray, spec: FeatureSpec, data: Labelled, cv: int, repeats:
     ci = m["apgr_ci"] or [m["apgr"], m["apgr"]]
     mu, sd = (float(null.mean()), float(null.std(ddof=1))) if len(null) > 1 else (0.5, 0.0)
     band = [round(mu - 1.96 * sd, 4), round(mu + 1.96 * sd, 4)]
-    proven = len(null) > 1 and ci[0] > band[1]
+    proven = len(null) > 1 and m["apgr_ci"] is not None and ci[0] > band[1]  # no interval, no proof
     w, b, lam = fit(X64, K, data.gain)
     report = {"n": n, "apgr": m["apgr"], "ci": ci, "random_band": band, "proven": bool(proven),
               "learning_curve": (learning_curve(K, data, cv, seed) if curve_points else []) +
