@@ -163,7 +163,8 @@ def test_a_proven_router_version_goes_live_as_a_canary_and_decides_by_itself(tmp
             resp = client.chat.completions.with_raw_response.create(
                 model="auto", messages=[{"role": "user", "content": EASY_Q}])
             route = json.loads(resp.headers["x-hedgeway-route"])
-            arms.append((route["arm"], route["tier"]))
+            if "arm" in route:  # none once this gateway has loaded the transition the loop is waiting for
+                arms.append((route["arm"], route["tier"]))
         _seen(gw, "v2", final)
         after = json.loads(client.chat.completions.with_raw_response.create(
             model="auto", messages=[{"role": "user", "content": EASY_Q}]).headers["x-hedgeway-route"])
