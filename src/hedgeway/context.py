@@ -21,6 +21,7 @@ class RequestContext:
     route: dict[str, Any] | None = None  # the router's decision, when one was made
     trace: str | None = None  # the caller's W3C traceparent, when tracing is on
     prompt: str | None = None  # the request's messages as JSON, only with ledger.log_prompts
+    embedding: Any = None  # the request's MiniLM vector, when its route's router reads one
 
 
 @dataclass(slots=True)

@@ -37,6 +37,7 @@ from hedgeway.providers import PROVIDERS, Provider, StreamReply
 from hedgeway.queueing import build_gates
 from hedgeway.redaction import Redactor
 from hedgeway.routing import Plan, Planner
+from hedgeway.routing.vectors import route_vector
 from hedgeway.shadow import Answer, ShadowIn, Shadows
 from hedgeway.sse import UsageTap
 from hedgeway.tokens import TokenCounter
@@ -102,7 +103,7 @@ class Gateway:
         ctx.ticket = await self.admission.admit(ctx.principal, model, body)
 
     def _plan(self, ctx: RequestContext, model: str, body: dict[str, Any] | None) -> Plan:
-        plan = self.planner.plan(model, body)
+        plan = self.planner.plan(model, body, embedding=ctx.embedding)
         ctx.route = plan.route
         return plan
 
@@ -228,6 +229,7 @@ class Gateway:
         if lookup is not None and lookup.hit is not None:
             self._record_hit(ctx, endpoint, req.model, lookup.hit, False)
             return Reply(lookup.hit.body, self._hit_headers(ctx, lookup.hit))
+        ctx.embedding = await route_vector(self.planner, self.cache, req, lookup)
         reply = await self._complete(endpoint, req.model, ctx, req.body, self._call(ctx, "chat", req))
         if lookup is not None and lookup.status == "miss":
             self.cache.store(lookup, reply.body, reply.usage, reply.cost)
@@ -251,6 +253,7 @@ class Gateway:
         lookup = await self._lookup(ctx, req)
         if lookup is not None and lookup.hit is not None:
             return StreamOut(self._hit_headers(ctx, lookup.hit), self._replay(ctx, endpoint, req, lookup.hit))
+        ctx.embedding = await route_vector(self.planner, self.cache, req, lookup)
         plan = self._plan(ctx, req.model, req.body)
         outcome = await call_with_fallback(plan.groups, self._call(ctx, "stream", req), self.policy,
                                            self.planner.inflight, hold=True, guard=plan.guard)
@@ -339,7 +342,7 @@ class Gateway:
         again = RequestContext(f"{ctx.request_id}-{endpoint}", ctx.principal, time.perf_counter(), time.time())
         body = {k: v for k, v in req.body.items() if k not in ("stream", "stream_options")}
         try:
-            plan = self.planner.plan(model, body, canary=canary)
+            plan = self.planner.plan(model, body, canary=canary, embedding=ctx.embedding)
             outcome = await call_with_fallback(plan.groups, self._call(again, "chat", ChatRequest(model, body)),
                                                self.policy, self.planner.inflight, guard=plan.guard)
         except HedgewayError as exc:
