@@ -108,8 +108,9 @@ def evaluate_scores(scores: Sequence[float], strong: Sequence[float], weak: Sequ
         if s[i].mean() != w[i].mean():  # a resample with no gap has no APGR
             boot.append(apgr(curve(sc[i], s[i], w[i]), float(s[i].mean()), float(w[i].mean())))
     ci = [round(float(v), 3) for v in np.percentile(boot, [2.5, 97.5])] if boot else None
+    lower = round(float(np.percentile(boot, 5)), 4) if boot else None  # one-sided 95% bound (proof.py)
     return {"n": len(s), "strong": round(sq, 4), "weak": round(wq, 4), "apgr": round(apgr(pts, sq, wq), 4),
-            "apgr_ci": ci, "cpt50": _r(cpt(pts, sq, wq, 0.5)), "cpt80": _r(cpt(pts, sq, wq, 0.8)),
+            "apgr_ci": ci, "apgr_lower": lower, "cpt50": _r(cpt(pts, sq, wq, 0.5)), "cpt80": _r(cpt(pts, sq, wq, 0.8)),
             "curve": [(round(x, 1), round(y, 4)) for x, y in pts]}
 
 

@@ -71,11 +71,12 @@ class TrainedModel:
         """What the route says about this artefact: proven or not, and the numbers behind it."""
         m = self.meta
         lo, hi = m["ci"]
-        band_top = m["random_band"][1]
-        why = (f"proven: APGR {m['apgr']:.3f} (95% CI {lo:.3f}–{hi:.3f}) above the random band's top {band_top:.3f} "
-               f"at n={m['n']}") if m["proven"] else \
-              (f"unproven: APGR {m['apgr']:.3f} (95% CI {lo:.3f}–{hi:.3f}) not above the random band's top "
-               f"{band_top:.3f} at n={m['n']} labels")
+        gate = m.get("gate") or {"lower_bound": lo, "band_top": m["random_band"][1]}
+        verdict = "proven" if m["proven"] else "unproven"
+        above = "above" if m["proven"] else "not above"
+        why = (f"{verdict}: APGR {m['apgr']:.3f} (95% CI {lo:.3f}–{hi:.3f}; one-sided lower bound "
+               f"{gate['lower_bound']:.3f}) {above} the random band's one-sided top {gate['band_top']:.3f} "
+               f"at n={m['n']} labels")
         return {"proven": bool(m["proven"]), "version": m["version"], "n": m["n"], "apgr": m["apgr"], "ci": m["ci"],
                 "random_band": m["random_band"], "trained_at": m["trained_at"], "why": why}
 
