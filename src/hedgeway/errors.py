@@ -27,6 +27,8 @@ the code only ever catches `HedgewayError`. Messages never contain keys or upstr
 
 from __future__ import annotations
 
+import math
+
 import orjson
 
 
@@ -45,6 +47,7 @@ class HedgewayError(Exception):
     code: str | None = None
     fallback_eligible = False
     attempts = 0  # upstream attempts made before this error (set by the fallback loop)
+    retry_after: float | None = None  # seconds the upstream asked to wait, when it said
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -54,6 +57,14 @@ class HedgewayError(Exception):
         if code is not None:
             self.code = code
         self.headers = headers or {}
+
+    def response_headers(self) -> dict[str, str]:
+        """The error response's headers: its own, plus `Retry-After` on every 429 (whole seconds: the
+        upstream's delay when it gave one, else 1), so no client retries a refusal at once."""
+        headers = dict(self.headers)
+        if self.status_code == 429 and not any(k.lower() == "retry-after" for k in headers):
+            headers["retry-after"] = str(max(1, math.ceil(self.retry_after or 0)))
+        return headers
 
     def to_body(self) -> bytes:
         """The OpenAI error envelope."""
@@ -149,9 +160,11 @@ class UpstreamRejected(UpstreamError):
     code = "upstream_rejected"
     fallback_eligible = False
 
-    def __init__(self, message: str, *, status_code: int = 400, **kw):
+    def __init__(self, message: str, *, status_code: int = 400, type: str | None = None, **kw):
         super().__init__(message, **kw)
         self.status_code = status_code
+        if type:  # the upstream's own error type, passed through to the client
+            self.type = type
 
 
 class AllDeploymentsFailed(HedgewayError):
@@ -167,5 +180,7 @@ class AllDeploymentsFailed(HedgewayError):
                 break
         else:
             self.status_code, self.type = 502, "upstream_error"
+        waits = [f.retry_after for f in failures if f.retry_after is not None]
+        self.retry_after = max(waits) if waits else None
         tried = "; ".join(f"{f.deployment}: {f.message}" for f in failures)
         super().__init__(f"all {len(failures)} attempt(s) failed: {tried}")

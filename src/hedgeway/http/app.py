@@ -23,7 +23,8 @@ def build(config: Config) -> tuple[Gateway, Server]:
     store = open_store(config.ledger.url)
     store.migrate()
     gateway = Gateway(config, store)
-    return gateway, Server(Routes(gateway), config.server.max_body_bytes)
+    routes = Routes(gateway)
+    return gateway, Server(routes, config.server.max_body_bytes, routes.rejection)
 
 
 def install_uvloop() -> None:

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import logging
 from typing import Awaitable, Callable
+from urllib.parse import unquote
 
 import orjson
 
 from hedgeway.auth import bearer
 from hedgeway.errors import HedgewayError, InvalidRequest, MethodNotAllowed, NotFound
 from hedgeway.http.admin import PREFIX as ADMIN_PREFIX, Admin
-from hedgeway.http.messages import Messages
+from hedgeway.http.messages import Messages, rejection as messages_rejection
 from hedgeway.http import openapi
 from hedgeway.http.router_stats import router_stats_handler
 from hedgeway.http.ui import UI
-from hedgeway.http.server import Request, Response, StreamingResponse
+from hedgeway.http.server import Request, Response, StreamingResponse, openai_error_body
 from hedgeway.chat_request import parse_chat
 from hedgeway.pipeline import Gateway, RequestContext
 
@@ -39,8 +40,15 @@ def _key(request: Request) -> str | None:
     return bearer(h.get("authorization"), h.get("x-api-key"))
 
 
+MODEL_PREFIXES = ("/v1/models/", "/models/")
+
+
+def _model(name: str) -> dict:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "hedgeway"}
+
+
 def error_response(exc: HedgewayError, request_id: str | None = None) -> Response:
-    headers = dict(exc.headers)
+    headers = exc.response_headers()
     if request_id:
         headers["x-hedgeway-request-id"] = request_id
     return Response(exc.status_code, exc.to_body(), headers)
@@ -68,6 +76,13 @@ class Routes:
             "/v1/messages/count_tokens": messages.methods(messages.count_tokens),
         }
 
+    def rejection(self, status: int, message: str, path: str) -> bytes:
+        """The body of an error the server answers before any handler runs (413 over the body limit, 431,
+        malformed HTTP): Anthropic's envelope on the Messages routes, OpenAI's everywhere else."""
+        if path.startswith("/v1/messages"):
+            return messages_rejection(status, message)
+        return openai_error_body(status, message, path)
+
     async def __call__(self, request: Request) -> Response | StreamingResponse:
         methods = self.table.get(request.path)
         try:
@@ -76,6 +91,8 @@ class Routes:
                     return await self.admin(request)
                 if self.ui.handles(request.path):
                     return await self.ui(request)
+                if request.path.startswith(MODEL_PREFIXES) and request.method == "GET":
+                    return await self.model(request)
                 raise NotFound(f"Unknown path {request.path[:200]}", code="unknown_url")
             handler = methods.get(request.method)
             if handler is None:
@@ -122,11 +139,21 @@ class Routes:
 
         return await self._run(ctx, "embeddings", model, False, call)
 
-    async def models(self, request: Request) -> Response:
+    def _visible(self, request: Request) -> list[str]:
         allowed = self.gateway.begin(_key(request)).principal.models  # None: every model
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "hedgeway"}
-                for name in self.gateway.model_names() if allowed is None or name in allowed]
+        return [name for name in self.gateway.model_names() if allowed is None or name in allowed]
+
+    async def models(self, request: Request) -> Response:
+        data = [_model(name) for name in self._visible(request)]
         return Response(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def model(self, request: Request) -> Response:
+        """`GET /v1/models/{id}` (the SDK's `models.retrieve`): a model this key may use, else 404."""
+        name = unquote(request.path.split("/models/", 1)[1])
+        if name not in self._visible(request):
+            raise NotFound(f"The model '{name[:200]}' does not exist or you do not have access to it.",
+                           param="model", code="model_not_found")
+        return Response(200, orjson.dumps(_model(name)))
 
     async def healthz(self, request: Request) -> Response:
         return Response(200, b'{"status":"ok"}')

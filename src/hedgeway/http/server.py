@@ -58,6 +58,13 @@ class StreamingResponse:
 
 
 App = Callable[[Request], Awaitable["Response | StreamingResponse"]]
+# (status, message, path so far) -> the body of an error the server answers itself, before any handler
+ErrorBody = Callable[[int, str, str], bytes]
+
+
+def openai_error_body(status: int, message: str, path: str) -> bytes:
+    return (b'{"error":{"message":"' + message.encode() + b'","type":"invalid_request_error","param":null,'
+            b'"code":null}}')
 
 _date = [0, b""]
 
@@ -141,8 +148,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._reject(431, "request headers too large")
 
     def _reject(self, status: int, message: str) -> None:
-        body = (b'{"error":{"message":"' + message.encode() + b'","type":"invalid_request_error","param":null,'
-                b'"code":null}}')
+        body = self.server.error_body(status, message, self._url.decode("latin-1").partition("?")[0])
         if not self.closed:
             self.transport.write(_head(status, "application/json", {}, False, len(body)) + body)
             self.transport.close()
@@ -243,9 +249,10 @@ class HttpProtocol(asyncio.Protocol):
 class Server:
     """Owns the listening socket and tracks connections for a graceful drain."""
 
-    def __init__(self, app: App, max_body: int):
+    def __init__(self, app: App, max_body: int, error_body: ErrorBody = openai_error_body):
         self.app = app
         self.max_body = max_body
+        self.error_body = error_body  # the app's envelope for the errors the server answers (413, 431, 400)
         self.connections: set[HttpProtocol] = set()
         self.draining = False
         self._server: asyncio.base_events.Server | None = None
