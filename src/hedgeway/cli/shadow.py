@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
 
     url = args.db
     if args.config:
-        from hedgeway.config import load
+        from hedgeway.config import ledger_url
 
-        url = load(args.config).ledger.url
+        url = ledger_url(args.config)
     shadows = Shadows([], url)
     try:
         rows = shadows.report(args.since or 0.0)

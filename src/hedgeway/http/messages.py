@@ -27,7 +27,7 @@ from hedgeway.http.server import Request, Response, StreamingResponse
 from hedgeway.ingress.anthropic import to_openai
 from hedgeway.ingress.anthropic_reply import envelope, error_body, estimate_input_tokens, to_message
 from hedgeway.ingress.anthropic_stream import StreamTranslator
-from hedgeway.chat_request import parse_chat
+from hedgeway.chat_request import model_named, parse_chat
 from hedgeway.pipeline import Gateway
 
 log = logging.getLogger("hedgeway.http")
@@ -100,10 +100,13 @@ class Messages:
             ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
         except HedgewayError as exc:
             return _error(exc)
+        body = None
         try:
-            inbound = to_openai(_body(request))
+            body = _body(request)
+            inbound = to_openai(body)
             req = parse_chat(inbound.body, request.headers.get("cache-control"))
-        except HedgewayError as exc:  # not recorded: like /v1/chat/completions, the ledger starts after parsing
+        except HedgewayError as exc:  # recorded like any failure (as /v1/chat/completions does)
+            self.gateway.failed(ctx, ENDPOINT, model_named(body), exc, False)
             return _error(exc, ctx.request_id)
         msg_id = f"msg_{ctx.request_id}"
         try:

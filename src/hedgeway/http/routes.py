@@ -20,7 +20,7 @@ from hedgeway.http import openapi
 from hedgeway.http.router_stats import router_stats_handler
 from hedgeway.http.ui import UI
 from hedgeway.http.server import Request, Response, StreamingResponse, openai_error_body
-from hedgeway.chat_request import parse_chat
+from hedgeway.chat_request import model_named, parse_chat
 from hedgeway.pipeline import Gateway, RequestContext
 
 log = logging.getLogger("hedgeway.http")
@@ -102,6 +102,12 @@ class Routes:
         except HedgewayError as exc:
             return error_response(exc)
 
+    def _rejected(self, ctx: RequestContext, endpoint: str, body: object, exc: HedgewayError) -> Response:
+        """An authenticated request refused before the pipeline (bad JSON, a bad field): recorded all the
+        same, with its status and error type, under the model it named (if any)."""
+        self.gateway.failed(ctx, endpoint, model_named(body), exc, False)
+        return error_response(exc, ctx.request_id)
+
     async def _run(self, ctx: RequestContext, endpoint: str, model: str, stream: bool, call) -> Response | StreamingResponse:
         try:
             return await call()
@@ -113,7 +119,12 @@ class Routes:
 
     async def chat(self, request: Request) -> Response | StreamingResponse:
         ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
-        req = parse_chat(_json(request), request.headers.get("cache-control"))
+        body = None
+        try:
+            body = _json(request)
+            req = parse_chat(body, request.headers.get("cache-control"))
+        except HedgewayError as exc:
+            return self._rejected(ctx, "chat", body, exc)
 
         async def call():
             if req.stream:
@@ -126,11 +137,15 @@ class Routes:
 
     async def embeddings(self, request: Request) -> Response:
         ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
-        body = _json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            raise InvalidRequest("you must provide a model parameter", param="model")
-        if not isinstance(body.get("input"), (str, list)) or not body["input"]:
-            raise InvalidRequest("'input' must be a non-empty string or array", param="input")
+        body = None
+        try:
+            body = _json(request)
+            if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+                raise InvalidRequest("you must provide a model parameter", param="model")
+            if not isinstance(body.get("input"), (str, list)) or not body["input"]:
+                raise InvalidRequest("'input' must be a non-empty string or array", param="input")
+        except HedgewayError as exc:
+            return self._rejected(ctx, "embeddings", body, exc)
         model = body["model"]
 
         async def call():
