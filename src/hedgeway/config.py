@@ -182,7 +182,7 @@ def read_yaml(path: str | Path, field: str = "") -> Any:
     except OSError as exc:
         raise ConfigError(field, f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(field, f"{path} is not valid YAML: {exc}") from None
+        raise ConfigError(field, f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 def load(path: str | Path) -> Config:

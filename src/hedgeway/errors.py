@@ -37,7 +37,8 @@ class ConfigError(Exception):
 
     def __init__(self, path: str, message: str):
         self.path = path
-        self.message = message
+        self.message = " ".join(message.split())  # one line, whatever a foreign message held (CLI output)
+        message = self.message
         super().__init__(f"{path}: {message}" if path else message)
 
 

@@ -25,6 +25,7 @@ def _fmt(v, spec: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hedgeway.ledger import require_ledger
     from hedgeway.shadow import Shadows
 
     url = args.db
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         from hedgeway.config import ledger_url
 
         url = ledger_url(args.config)
+    require_ledger(url)
     shadows = Shadows([], url)
     try:
         rows = shadows.report(args.since or 0.0)

@@ -122,23 +122,17 @@ def _periods(store, args: argparse.Namespace) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
-    import os
     import sys
 
     from hedgeway.errors import ConfigError
-    from hedgeway.ledger import open_store, sqlite_path
+    from hedgeway.ledger import open_store, require_ledger
 
     try:
         if args.config:
             from hedgeway.config import ledger_url
 
             args.db = ledger_url(args.config)  # the master key is not needed to read the ledger
-        if args.db.lower().startswith("sqlite://"):
-            path = sqlite_path(args.db)
-            if path != ":memory:" and not os.path.isfile(path):
-                print(f"hedgeway spend: no ledger at {path} (is --db right? `hedgeway serve` creates it)",
-                      file=sys.stderr)
-                return 1
+        require_ledger(args.db)
         store = open_store(args.db)
     except ConfigError as exc:  # messages never contain a password
         print(f"hedgeway spend: {exc}", file=sys.stderr)
