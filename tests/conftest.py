@@ -72,11 +72,13 @@ class FakeOpenAI(LoopbackServer):
         text = "echo: " + str(body["messages"][-1].get("content"))[:200]
         usage = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
                  "prompt_tokens_details": {"cached_tokens": 4}}
-        base = {"id": f"chatcmpl-fake{len(self.requests)}", "created": 1700000000, "model": body["model"], "system_fingerprint": "fp"}
+        base = {"id": f"chatcmpl-fake{len(self.requests)}", "created": 1700000000, "model": body["model"],
+                "system_fingerprint": "fp"}
         if not body.get("stream"):
             msg = {"role": "assistant", "content": text, "refusal": None}
             if body.get("tools"):
-                msg = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [{"id": "call_1", "type": "function",
+                msg = {"role": "assistant", "content": None, "refusal": None,
+                       "tool_calls": [{"id": "call_1", "type": "function",
                        "function": {"name": body["tools"][0]["function"]["name"], "arguments": '{"city":"Paris"}'}}]}
             choices = [{"index": i, "message": msg, "logprobs": None,
                         "finish_reason": "tool_calls" if body.get("tools") else "stop"} for i in range(body.get("n", 1))]

@@ -6,7 +6,6 @@ import json
 import time
 
 import numpy as np
-import pytest
 
 from hedgeway.cli import main
 from hedgeway.routing import evaluate as ev
