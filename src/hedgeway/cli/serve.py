@@ -99,6 +99,6 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, forward)
     for proc in procs:
         proc.join()
-    code = max((proc.exitcode or 0) for proc in procs)
+    code = max((proc.exitcode or 0 for proc in procs), key=abs)  # negative: killed by that signal
     log.info("all %d workers stopped (exit %d)", workers, code)
-    return code
+    return code if code >= 0 else 128 - code

@@ -45,7 +45,6 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
     sys.setswitchinterval(0.00025)
     gc.freeze()  # start-up objects (config, catalogues, modules) never need scanning again
     bound = await server.start(host, port, reuse_port=reuse_port)
-    log.info("hedgeway listening on http://%s:%d (%d models)", host, bound, len(config.models))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -53,6 +52,8 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests, demo)
             pass
+    # only now: a SIGTERM sent on seeing this line must drain and flush, not kill the process outright
+    log.info("hedgeway listening on http://%s:%d (%d models)", host, bound, len(config.models))
     if on_ready is not None:
         on_ready(bound)
     try:
