@@ -4,13 +4,21 @@
     for event in frames.feed(chunk): payload = data_of(event)   # complete events only, LF line ends
     tail = frames.rest()                                        # at the end: an event without separator
 
+`chat_event(event)` says what one relayed OpenAI chat event is, for the translators that re-encode the
+gateway's stream in another API's events.
+
 CRLF and LF line ends are both accepted (Google sends CRLF). An incomplete event longer than MAX_TAIL is
 handed on as it is, so a stream that never sends a separator cannot grow memory without bound.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 MAX_TAIL = 1 << 20
+DONE, CHUNK, ERROR = "done", "chunk", "error"
 
 
 class Frames:
@@ -44,3 +52,24 @@ def data_of(event: bytes) -> bytes | None:
     if b"\ndata:" not in payload:
         return payload
     return b"\n".join(line[5:] for line in event.split(b"\n") if line.startswith(b"data:"))
+
+
+def chat_event(event: bytes) -> tuple[str | None, Any]:
+    """(DONE, None) for `data: [DONE]`; (ERROR, detail) for an in-band error (`{"error": …}` without choices,
+    written by the gateway when the upstream broke mid-stream); (CHUNK, object) for a chunk; (None, None)
+    for anything else (comments, keep-alives, data that is not a JSON object)."""
+    payload = data_of(event)
+    if payload is None:
+        return None, None
+    payload = payload.strip()
+    if payload == b"[DONE]":
+        return DONE, None
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    if "error" in obj and not obj.get("choices"):
+        return ERROR, obj["error"]
+    return CHUNK, obj

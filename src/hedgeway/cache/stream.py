@@ -16,7 +16,8 @@ import orjson
 from hedgeway.wire import message
 
 
-def _events(chunks: list[bytes]) -> list[dict]:
+def events(chunks: list[bytes]) -> list[dict]:
+    """The JSON `data:` payloads of relayed SSE chunks, in order ([DONE] and unparsable ones left out)."""
     data = b"".join(chunks).replace(b"\r\n", b"\n")
     out = []
     for event in data.split(b"\n\n"):
@@ -33,12 +34,12 @@ def _events(chunks: list[bytes]) -> list[dict]:
 
 def assemble(chunks: list[bytes]) -> bytes | None:
     """The chat.completion the stream amounts to; None when it is not one (no choices, an error event)."""
-    events = _events(chunks)
-    if not events or any("error" in e for e in events):
+    parsed = events(chunks)
+    if not parsed or any("error" in e for e in parsed):
         return None
     choices: dict[int, dict[str, Any]] = {}
     usage = None
-    for e in events:
+    for e in parsed:
         usage = e.get("usage") or usage
         for c in e.get("choices") or ():
             ch = choices.setdefault(c.get("index", 0), {"message": message(None),
@@ -59,7 +60,7 @@ def assemble(chunks: list[bytes]) -> bytes | None:
                 ch["finish_reason"] = c["finish_reason"]
     if not choices or any(ch["finish_reason"] is None for ch in choices.values()):
         return None  # an unfinished stream is not an answer to keep
-    first = events[0]
+    first = parsed[0]
     out_choices = []
     for i in sorted(choices):
         ch = choices[i]

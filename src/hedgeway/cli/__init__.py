@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "cache": "cache",
     "eval": "eval",
     "shadow": "shadow",
+    "deployments": "deployments",
 }
 
 

@@ -40,6 +40,9 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
     """Run one worker until SIGTERM/SIGINT (or `stop` is set), then drain and flush the ledger.
     `on_ready(port)` is called once the socket listens."""
     gateway, server = build(config)
+    handlers, scrub = list(logging.getLogger().handlers), gateway.redact.log_filter()
+    for handler in handlers:  # no configured credential in any log line, whoever logs it
+        handler.addFilter(scrub)
     # The ledger writer is a second thread: when it holds the GIL, the event loop would wait up to the
     # default 5 ms switch interval for it — straight into the latency tail. 0.25 ms bounds that wait.
     sys.setswitchinterval(0.00025)
@@ -61,4 +64,7 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
     finally:
         await server.shutdown()
         await gateway.close()
+        server.app.close()
         log.info("hedgeway stopped; ledger flushed (%d records written)", gateway.ledger.written)
+        for handler in handlers:
+            handler.removeFilter(scrub)

@@ -4,7 +4,8 @@ Built once at import and served as fixed bytes. The chat request's checked param
 tables `chat_request.parse_chat` enforces, so the document and the validation cannot drift apart. Fields the
 document does not list pass through to the upstream unchanged (tools, response_format, vendor extras):
 request schemas say `additionalProperties: true` on purpose. The Anthropic Messages routes and the admin
-API are listed by path; their bodies follow Anthropic's API and the admin section of the README.
+API are listed by path; their bodies follow Anthropic's API and the admin section of the README. The Responses
+API's request lists every field `ingress.responses` accepts (others are 400s naming them).
 """
 
 from __future__ import annotations
@@ -74,6 +75,32 @@ SCHEMAS: dict[str, Any] = {
             "type": "object", "required": ["id", "object"],
             "properties": {"id": {"type": "string"}, "object": {"const": "model"}}}}}},
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "ResponsesRequest": {"type": "object", "required": ["model", "input"], "additionalProperties": False,
+                         "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "input": {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"type": "object"}}],
+                  "description": "messages (input_text / input_image / input_file parts), function_call, "
+                                 "function_call_output items"},
+        "instructions": {"type": "string", "description": "the upstream's system prompt"},
+        "previous_response_id": {"type": "string"}, "store": {"type": "boolean", "default": True},
+        "stream": {"type": "boolean", "default": False}, "stream_options": {"type": "object"},
+        "max_output_tokens": {"type": "integer", "minimum": 1},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "tools": {"type": "array", "items": {"type": "object", "required": ["type", "name"],
+                                             "properties": {"type": {"const": "function"}}}},
+        "tool_choice": {}, "parallel_tool_calls": {"type": "boolean"}, "text": {"type": "object"},
+        "reasoning": {"type": "object", "properties": {"effort": {"type": "string"}}},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "user": {"type": "string"}, "service_tier": {"type": "string"}, "safety_identifier": {"type": "string"},
+        "prompt_cache_key": {"type": "string"}, "background": {"const": False}, "include": {"maxItems": 0},
+        "truncation": {"const": "disabled"}, "cache": _CHAT_PROPS["cache"]}},
+    "Response": {"type": "object", "required": ["id", "object", "status", "output"], "properties": {
+        "id": {"type": "string"}, "object": {"const": "response"}, "status": {"type": "string"},
+        "output": {"type": "array"}, "usage": {"type": ["object", "null"]}}},
+    "ResponseItemList": {"type": "object", "required": ["object", "data", "has_more"], "properties": {
+        "object": {"const": "list"}, "data": {"type": "array"}, "first_id": {"type": ["string", "null"]},
+        "last_id": {"type": ["string", "null"]}, "has_more": {"type": "boolean"}}},
 }
 
 _HEADERS = {name: {"schema": {"type": "string"}, "description": text} for name, text in {
@@ -94,6 +121,8 @@ def _get(summary: str, ok: dict[str, Any], secured: bool = False, extra: dict | 
     return {"get": op}
 
 
+_ID = {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
 PATHS: dict[str, Any] = {
     "/v1/chat/completions": _post("Chat completion (also at /chat/completions); SSE when stream is true",
                                   "ChatCompletionRequest", {
@@ -112,6 +141,25 @@ PATHS: dict[str, Any] = {
     "/v1/messages/count_tokens": {"post": {"summary": "Estimated input tokens (Anthropic format)",
                                            "security": [{"bearer": []}],
                                            "responses": {"200": {"description": "Token estimate"}}}},
+    "/v1/responses": _post("OpenAI Responses API over the same pipeline; SSE events when stream is true",
+                           "ResponsesRequest", {
+        "description": "A Response, or with stream=true its typed events (response.created … response.completed)",
+        "headers": _HEADERS,
+        "content": {JSON: {"schema": _ref("Response")}, "text/event-stream": {"schema": {"type": "string"}}}}),
+    "/v1/responses/{response_id}": {
+        "parameters": [_ID],
+        **_get("A stored response (this key's team, else this key)", {
+            "description": "The Response", "content": {JSON: {"schema": _ref("Response")}}}, secured=True,
+            extra={"404": _error("Unknown, expired, deleted or another tenant's id")}),
+        "delete": {"summary": "Delete a stored response", "security": [{"bearer": []}],
+                   "responses": {"200": {"description": "Deleted"}, "404": _error("Unknown id")}}},
+    "/v1/responses/{response_id}/input_items": {
+        "parameters": [_ID, *({"name": n, "in": "query", "schema": s} for n, s in (
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 100}), ("order", {"enum": ["asc", "desc"]}),
+            ("after", {"type": "string"})))],
+        **_get("The items the response was generated from (its conversation, then its input)", {
+            "description": "A list of items", "content": {JSON: {"schema": _ref("ResponseItemList")}}},
+            secured=True, extra={"404": _error("Unknown id")})},
     "/healthz": _get("Liveness", {"description": "Serving", "content": {JSON: {"schema": _ref("Status")}}}),
     "/readyz": _get("Readiness: 503 while ledger records are neither written nor safely spooled", {
         "description": "Ready", "content": {JSON: {"schema": _ref("Status")}}},

@@ -15,24 +15,19 @@ import orjson
 from hedgeway.auth import bearer
 from hedgeway.errors import HedgewayError, InvalidRequest, MethodNotAllowed, NotFound
 from hedgeway.http.admin import PREFIX as ADMIN_PREFIX, Admin
+from hedgeway.http.errors import error_response, json_body as _json, pipeline_failed
 from hedgeway.http.messages import Messages, rejection as messages_rejection
+from hedgeway.http.responses import PREFIX as RESPONSES_PREFIX, Responses
 from hedgeway.http import openapi
 from hedgeway.http.router_stats import router_stats_handler
 from hedgeway.http.ui import UI
 from hedgeway.http.server import Request, Response, StreamingResponse, openai_error_body
 from hedgeway.chat_request import model_named, parse_chat
-from hedgeway.pipeline import Gateway, RequestContext
+from hedgeway.context import RequestContext
+from hedgeway.pipeline import Gateway
 
 log = logging.getLogger("hedgeway.http")
 Handler = Callable[[Request], Awaitable["Response | StreamingResponse"]]
-
-
-def _json(request: Request) -> object:
-    try:
-        return orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("We could not parse the JSON body of your request. The body must be valid JSON.",
-                             code="invalid_json") from None
 
 
 def _key(request: Request) -> str | None:
@@ -47,19 +42,13 @@ def _model(name: str) -> dict:
     return {"id": name, "object": "model", "created": 0, "owned_by": "hedgeway"}
 
 
-def error_response(exc: HedgewayError, request_id: str | None = None) -> Response:
-    headers = exc.response_headers()
-    if request_id:
-        headers["x-hedgeway-request-id"] = request_id
-    return Response(exc.status_code, exc.to_body(), headers)
-
-
 class Routes:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
         self.admin = Admin(gateway)  # everything under /admin/ (master key only)
         self.ui = UI(gateway)  # the dashboard: /ui and /ui/api/* (master or admin key)
         messages = Messages(gateway)
+        self.responses = Responses(gateway)  # OpenAI's Responses API and its store
         self.table: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self.chat},
             "/chat/completions": {"POST": self.chat},
@@ -74,6 +63,7 @@ class Routes:
             "/openapi.json": {"GET": openapi.serve},
             "/v1/messages": messages.methods(messages.create),  # Anthropic's Messages API
             "/v1/messages/count_tokens": messages.methods(messages.count_tokens),
+            "/v1/responses": {"POST": self.responses.create},
         }
 
     def rejection(self, status: int, message: str, path: str) -> bytes:
@@ -93,6 +83,8 @@ class Routes:
                     return await self.ui(request)
                 if request.path.startswith(MODEL_PREFIXES) and request.method == "GET":
                     return await self.model(request)
+                if request.path.startswith(RESPONSES_PREFIX):
+                    return await self.responses.by_id(request)
                 raise NotFound(f"Unknown path {request.path[:200]}", code="unknown_url")
             handler = methods.get(request.method)
             if handler is None:
@@ -112,10 +104,7 @@ class Routes:
         try:
             return await call()
         except HedgewayError as exc:
-            self.gateway.failed(ctx, endpoint, model, exc, stream)
-            if exc.status_code >= 500:
-                log.warning("request %s to %s failed: %s", ctx.request_id, model, exc.message)
-            return error_response(exc, ctx.request_id)
+            return pipeline_failed(self.gateway, ctx, endpoint, model, exc, stream)
 
     async def chat(self, request: Request) -> Response | StreamingResponse:
         ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
@@ -169,6 +158,9 @@ class Routes:
             raise NotFound(f"The model '{name[:200]}' does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
         return Response(200, orjson.dumps(_model(name)))
+
+    def close(self) -> None:
+        self.responses.close()
 
     async def healthz(self, request: Request) -> Response:
         return Response(200, b'{"status":"ok"}')

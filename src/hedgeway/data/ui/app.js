@@ -122,7 +122,8 @@ const RENDER = {
     hbars($("cache-chart"), Object.entries(d.outcomes).map(([k, v]) => ({name: k, value: v, text: String(v)})));
   },
   errors(d) {
-    $("error-rate").textContent = d.requests ? pct(d.errors / d.requests) : "";
+    $("error-rate").textContent = d.requests ? pct(d.errors / d.requests)
+      + (d.estimated ? ` · ${d.estimated} with estimated usage` : "") : "";
     hbars($("errors-chart"), d.models.map((m) => ({name: m.model, value: m.error_rate,
                                                    text: `${pct(m.error_rate)} (${m.errors}/${m.requests})`})));
     table($("error-types"), ["error type", {title: "count", num: 1}], Object.entries(d.types), "no errors");
