@@ -7,6 +7,7 @@ upstream model name the gateway sends:
     ok-*            normal answers (usage with prompt_tokens_details.cached_tokens)
     fail-500        HTTP 500            fail-429   HTTP 429 with Retry-After: 0
     bad-400         HTTP 400 (the request itself is invalid)
+    context-400     HTTP 400 code context_length_exceeded, param messages (as OpenAI words it)
     slow            waits 3 s before answering
     cut-stream      sends two SSE events, then drops the connection
     linger-stream   a normal stream that keeps the response open 0.4 s after `data: [DONE]`
@@ -54,6 +55,12 @@ class FakeOpenAI(LoopbackServer):
             return body, web.json_response({"error": {"message": "Invalid 'messages[0].role'", "type":
                                                       "invalid_request_error", "param": "messages", "code": None}},
                                            status=400)
+        if model == "context-400":
+            return body, web.json_response({"error": {
+                "message": "This model's maximum context length is 128000 tokens. However, your messages resulted "
+                           "in 130000 tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}},
+                status=400)
         if model == "slow":
             await asyncio.sleep(3)
         return body, None
@@ -65,11 +72,13 @@ class FakeOpenAI(LoopbackServer):
         text = "echo: " + str(body["messages"][-1].get("content"))[:200]
         usage = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
                  "prompt_tokens_details": {"cached_tokens": 4}}
-        base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body["model"], "system_fingerprint": "fp"}
+        base = {"id": f"chatcmpl-fake{len(self.requests)}", "created": 1700000000, "model": body["model"],
+                "system_fingerprint": "fp"}
         if not body.get("stream"):
-            msg = {"role": "assistant", "content": text}
+            msg = {"role": "assistant", "content": text, "refusal": None}
             if body.get("tools"):
-                msg = {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+                msg = {"role": "assistant", "content": None, "refusal": None,
+                       "tool_calls": [{"id": "call_1", "type": "function",
                        "function": {"name": body["tools"][0]["function"]["name"], "arguments": '{"city":"Paris"}'}}]}
             choices = [{"index": i, "message": msg, "logprobs": None,
                         "finish_reason": "tool_calls" if body.get("tools") else "stop"} for i in range(body.get("n", 1))]

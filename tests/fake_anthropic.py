@@ -82,6 +82,19 @@ def answer(body: dict) -> tuple[list[dict], str]:
     return [{"type": "text", "text": "echo: " + text[:200]}], "end_turn"
 
 
+def stop_at(body: dict, blocks: list[dict], stop: str) -> tuple[str, str | None]:
+    """Cut the first text block at the earliest of the request's stop_sequences, as the API does:
+    (stop_reason, stop_sequence)."""
+    text = blocks[0].get("text") if blocks and blocks[0]["type"] == "text" else None
+    found = [(text.find(s), s) for s in body.get("stop_sequences") or () if text and s in text]
+    if not found:
+        return stop, None
+    at, seq = min(found)
+    blocks[0] = {"type": "text", "text": text[:at]}
+    del blocks[1:]
+    return "stop_sequence", seq
+
+
 class FakeAnthropic(LoopbackServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
@@ -102,13 +115,14 @@ class FakeAnthropic(LoopbackServer):
             return web.json_response(error_body("invalid_request_error", problem), status=400)
         usage = CACHED_USAGE if model == "claude-cached" else USAGE
         blocks, stop = answer(body)
+        stop, seq = stop_at(body, blocks, stop)
         if not body.get("stream"):
             return web.json_response({"id": "msg_fake01", "type": "message", "role": "assistant", "model": model,
-                                      "content": blocks, "stop_reason": stop, "stop_sequence": None,
+                                      "content": blocks, "stop_reason": stop, "stop_sequence": seq,
                                       "usage": usage})
-        return await self._stream(request, model, blocks, stop, usage)
+        return await self._stream(request, model, blocks, stop, usage, seq)
 
-    async def _stream(self, request, model, blocks, stop, usage):
+    async def _stream(self, request, model, blocks, stop, usage, seq=None):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
@@ -150,7 +164,7 @@ class FakeAnthropic(LoopbackServer):
                                           "delta": {"type": "input_json_delta", "partial_json": fragment}}))
             await resp.write(sse({"type": "content_block_stop", "index": index}))
         # message_delta's usage is cumulative; the newer API repeats the input counts there as well
-        await resp.write(sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+        await resp.write(sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": seq},
                               "usage": usage}))
         await resp.write(sse({"type": "message_stop"}))
         await resp.write_eof()

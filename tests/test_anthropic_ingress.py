@@ -195,7 +195,7 @@ def test_stream_wire_format_with_tool_calls(gw):
                      ("content_block_start", 1), ("content_block_stop", 1), ("content_block_start", 2),
                      ("content_block_stop", 2), ("message_delta", None), ("message_stop", None)]
     start = events[0][1]["message"]
-    assert start["model"] == "agent" and start["content"] == [] and start["usage"]["input_tokens"] == 0
+    assert start["model"] == "agent" and start["content"] == [] and start["usage"]["input_tokens"] > 0  # the estimate
     blocks = [p["content_block"] for n, p in events if n == "content_block_start"]
     assert blocks[1] == {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {}}
     assert blocks[2]["name"] == "get_time"

@@ -62,7 +62,7 @@ def test_config_check_reports_ok_and_errors(tmp_path, upstream):
     bad = tmp_path / "bad.yaml"
     bad.write_text("auth: {master_key: k}\nmodels: [{name: m, deployments: [{provider: openai, model: x, timeout: -1}]}]\n")
     out = subprocess.run(HW + ["config", "check", str(bad)], capture_output=True, text=True, env=ENV)
-    assert out.returncode == 1 and "models[0].deployments[0].timeout" in out.stdout
+    assert out.returncode == 1 and "models[0].deployments[0].timeout" in out.stderr
 
 
 @pytest.mark.parametrize("fmt", ["hedgeway", "litellm"])

@@ -265,7 +265,9 @@ def test_embeddings_through_the_gateway(client, fake, ledger_url):
     assert sent == {"requests": [
         {"model": "models/text-embedding-004", "outputDimensionality": 3, "content": {"parts": [{"text": "hello world"}]}},
         {"model": "models/text-embedding-004", "outputDimensionality": 3, "content": {"parts": [{"text": "bye"}]}}]}
-    assert [d.embedding for d in out.data] == [[0.1, 0.11, 0.12], [0.2, 0.21, 0.22]]
+    # the SDK asks for base64 (float32), as from OpenAI itself
+    want = ([0.1, 0.11, 0.12], [0.2, 0.21, 0.22])
+    assert [d.embedding for d in out.data] == [pytest.approx(v, rel=1e-6) for v in want]
     assert out.usage.prompt_tokens == 2 + 1  # estimated: ~4 characters per token
     with pytest.raises(openai.BadRequestError) as err:
         client.embeddings.create(model="embed", input=[[1, 2, 3]])

@@ -143,11 +143,15 @@ def test_embeddings_on_model_without_them_fails_cleanly(client):
     (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "model"),
     (b'[1, 2]', 400, None),
 ])
-def test_bad_requests_get_openai_errors(gateway, body, status, param):
+def test_bad_requests_get_openai_errors(gateway, ledger_url, body, status, param):
     code, headers, data = raw(gateway, "POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
     err = json.loads(data)["error"]
     assert code == status and err["param"] == param
     assert set(err) == {"message", "type", "param", "code"}
+    # refused as malformed, yet authenticated: one ledger record, with its status and error type
+    [rec] = records(ledger_url, 1)
+    assert (rec.request_id, rec.status) == (headers["x-hedgeway-request-id"], status)
+    assert rec.error_type == ("InvalidRequest" if status == 400 else "NotFound")
 
 
 def test_bad_key_is_401_and_never_echoed(gateway):

@@ -130,12 +130,14 @@ def test_routes_cache_errors_latency(ui):
     rows = recent(rows)
     _, routes = call(gw, "GET", "/ui/api/routes?since=30d")
     tiers = defaultdict(int)
-    for r in rows:
-        tiers[json.loads(r.route)["tier"] if r.route else None] += 1
+    for r in rows:  # requests with no tier or deployment are named for why, never null
+        hit = "(cache hit)" if (r.cache or "").startswith("hit") else None
+        tiers[(json.loads(r.route).get("tier") if r.route else None) or hit or "(not tiered)"] += 1
     assert {t["name"]: t["requests"] for t in routes["tiers"]} == dict(tiers)
+    assert None not in tiers
     deps = defaultdict(Decimal)
     for r in rows:
-        deps[r.deployment] += r.cost
+        deps[r.deployment or ("(cache hit)" if (r.cache or "").startswith("hit") else "(no deployment)")] += r.cost
     assert {d["name"]: Decimal(d["cost"]) for d in routes["deployments"]} == dict(deps)
 
     _, cache = call(gw, "GET", "/ui/api/cache?since=30d")

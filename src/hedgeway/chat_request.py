@@ -34,6 +34,12 @@ def _check_params(body: dict[str, Any]) -> None:
                                  code="invalid_type")
 
 
+def model_named(body: Any) -> str:
+    """The `model` a request body names, or "": what the ledger records for a request refused as malformed."""
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else ""
+
+
 def parse_chat(body: Any, cache_control: str | None = None) -> ChatRequest:
     """Validate the parts of an OpenAI chat request the gateway relies on; the rest passes through.
     Hedgeway's own `cache` field (per-request cache control) is taken out of the body, and a

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,9 @@ from hedgeway.tracing import TracingIn
 from hedgeway.types import Deployment, PriceCard
 
 ENV_PREFIX = "os.environ/"
+# how to price a deployment, in the syntax of the file being read
+PRICE_HINT = {"hedgeway": "set price: {input, output} or gpu_hour",
+              "litellm": "set litellm_params.input_cost_per_token and output_cost_per_token"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -208,7 +212,7 @@ def read_yaml(path: str | Path, field: str = "") -> Any:
     except OSError as exc:
         raise ConfigError(field, f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(field, f"{path} is not valid YAML: {exc}") from None
+        raise ConfigError(field, f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 def load(path: str | Path) -> Config:
@@ -217,22 +221,47 @@ def load(path: str | Path) -> Config:
 
 
 def from_dict(raw: Any) -> Config:
+    return _build(*_shape(raw))
+
+
+def _validate(raw: dict, rename) -> ConfigIn:
+    """The strict schema check; the first error names its path. A required key reported missing where an
+    unknown key sits beside it is reported with that key too: most likely a misspelling of it."""
+    try:
+        return ConfigIn.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        err, msg = errors[0], errors[0]["msg"]
+        if err["type"] == "missing":
+            unknown = [str(e["loc"][-1]) for e in errors
+                       if e["type"] == "extra_forbidden" and e["loc"][:-1] == err["loc"][:-1]]
+            near = get_close_matches(str(err["loc"][-1]), unknown, n=1)
+            if unknown:
+                msg += f" (unknown key {(near or unknown)[0]!r} here" + (": a misspelling?)" if near else ")")
+        raise ConfigError(rename(format_loc(err["loc"])), msg) from None
+
+
+def _shape(raw: Any) -> tuple[dict, list[str], Any, str]:
+    """(Hedgeway-shaped dict, warnings, path renamer, source) of a config in either shape."""
     if not isinstance(raw, dict):
         raise ConfigError("", "the config must be a mapping")
     if "model_list" in raw:
         from hedgeway.config_litellm import convert
 
         converted, warnings, rename = convert(raw)
-        return _build(converted, warnings, rename, source="litellm")
-    return _build(raw, [], lambda p: p, source="hedgeway")
+        return converted, warnings, rename, "litellm"
+    return raw, [], lambda p: p, "hedgeway"
+
+
+def ledger_url(path: str | Path) -> str:
+    """The ledger URL of a config file (either shape), validated like `load` but resolving only that one
+    secret: reading the ledger needs neither the master key nor any upstream key."""
+    raw, _, rename, _ = _shape(read_yaml(path))
+    return resolve_secret(_validate(raw, rename).ledger.url, rename("ledger.url"))
 
 
 def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
-    try:
-        cfg = ConfigIn.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(rename(format_loc(err["loc"])), err["msg"]) from None
+    cfg = _validate(raw, rename)
     from hedgeway.providers import PROVIDERS
 
     auth = cfg.auth.model_copy(update={"master_key": resolve_secret(cfg.auth.master_key, rename("auth.master_key"))})
@@ -257,7 +286,7 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
             if price is None:
                 price = PriceCard(source="unpriced")
                 warnings.append(f"{rename(here)}: no price for {d.provider}/{d.model}; cost recorded as 0 "
-                                "(set price: {input, output} or gpu_hour)")
+                                f"({PRICE_HINT[source]})")
             dep_id = d.id or f"{m.name}/{d.provider}/{d.model}"
             if dep_id in by_id:
                 dep_id = f"{dep_id}#{j + 1}"

@@ -30,6 +30,8 @@ the code only ever catches `HedgewayError`. Messages never contain keys or upstr
 
 from __future__ import annotations
 
+import math
+
 import orjson
 
 
@@ -38,7 +40,8 @@ class ConfigError(Exception):
 
     def __init__(self, path: str, message: str):
         self.path = path
-        self.message = message
+        self.message = " ".join(message.split())  # one line, whatever a foreign message held (CLI output)
+        message = self.message
         super().__init__(f"{path}: {message}" if path else message)
 
 
@@ -48,6 +51,7 @@ class HedgewayError(Exception):
     code: str | None = None
     fallback_eligible = False
     attempts = 0  # upstream attempts made before this error (set by the fallback loop)
+    retry_after: float | None = None  # seconds the upstream asked to wait, when it said
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -57,6 +61,14 @@ class HedgewayError(Exception):
         if code is not None:
             self.code = code
         self.headers = headers or {}
+
+    def response_headers(self) -> dict[str, str]:
+        """The error response's headers: its own, plus `Retry-After` on every 429 (whole seconds: the
+        upstream's delay when it gave one, else 1), so no client retries a refusal at once."""
+        headers = dict(self.headers)
+        if self.status_code == 429 and not any(k.lower() == "retry-after" for k in headers):
+            headers["retry-after"] = str(max(1, math.ceil(self.retry_after or 0)))
+        return headers
 
     def to_body(self) -> bytes:
         """The OpenAI error envelope."""
@@ -167,9 +179,11 @@ class UpstreamRejected(UpstreamError):
     code = "upstream_rejected"
     fallback_eligible = False
 
-    def __init__(self, message: str, *, status_code: int = 400, **kw):
+    def __init__(self, message: str, *, status_code: int = 400, type: str | None = None, **kw):
         super().__init__(message, **kw)
         self.status_code = status_code
+        if type:  # the upstream's own error type, passed through to the client
+            self.type = type
 
 
 class AllDeploymentsFailed(HedgewayError):
@@ -185,6 +199,8 @@ class AllDeploymentsFailed(HedgewayError):
                 break
         else:
             self.status_code, self.type = 502, "upstream_error"
+        waits = [f.retry_after for f in failures if f.retry_after is not None]
+        self.retry_after = max(waits) if waits else None
         headers = None
         if failures and all(isinstance(f, DeploymentBusy) for f in failures):  # every deployment busy
             self.code = failures[0].code if len({f.code for f in failures}) == 1 else "deployments_busy"

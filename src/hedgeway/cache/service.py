@@ -1,5 +1,7 @@
 """The response cache the pipeline talks to (the `Cache` protocol in hedgeway.cache).
 
+A hit is served as a new response (`wire.restamp`: its own id and creation time).
+
 lookup: bypass (caching off for the model, or `no_cache`) → exact key → semantic search in the
 request's fingerprint bucket (only when the model allows it, the embedder is on, and the temperature is
 within `max_temperature` unless `semantic_above_max_temperature`). Backend or embedder errors never fail
@@ -24,6 +26,7 @@ from hedgeway.cache.entry import Entry
 from hedgeway.cache.keys import exact_key, semantic_parts, tenant
 from hedgeway.cache.stream import assemble, replay
 from hedgeway.types import ChatRequest, Principal, Usage
+from hedgeway.wire import restamp
 
 log = logging.getLogger("hedgeway.cache")
 _BYPASS = Lookup("bypass")
@@ -70,7 +73,8 @@ class ResponseCache:
         try:
             entry = await self.backend.get(handle.key)
             if entry is not None:
-                return Lookup("hit-exact", CacheHit(entry.body, "exact", None, entry.usage, entry.cost), handle)
+                return Lookup("hit-exact", CacheHit(restamp(entry.body), "exact", None, entry.usage, entry.cost),
+                              handle)
             if self._semantic_ok(pol, req.body):
                 hit = await self._semantic(ns, req, pol.threshold, handle)
                 if hit is not None:
@@ -95,7 +99,7 @@ class ResponseCache:
         if found is None:
             return None
         entry, sim = found
-        return CacheHit(entry.body, "semantic", sim, entry.usage, entry.cost)
+        return CacheHit(restamp(entry.body), "semantic", sim, entry.usage, entry.cost)
 
     def replay(self, hit: CacheHit, req: ChatRequest) -> AsyncIterator[bytes]:
         return replay(hit.body, req.include_usage)

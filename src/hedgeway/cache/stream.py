@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from hedgeway.sse_frames import Frames, data_of, is_done
+from hedgeway.wire import message
 
 
 def events(chunks: list[bytes]) -> list[dict]:
@@ -40,7 +41,7 @@ def assemble(chunks: list[bytes]) -> bytes | None:
     for e in parsed:
         usage = e.get("usage") or usage
         for c in e.get("choices") or ():
-            ch = choices.setdefault(c.get("index", 0), {"message": {"role": "assistant", "content": None},
+            ch = choices.setdefault(c.get("index", 0), {"message": message(None),
                                                         "finish_reason": None, "tools": {}})
             delta = c.get("delta") or {}
             msg = ch["message"]
@@ -67,8 +68,9 @@ def assemble(chunks: list[bytes]) -> bytes | None:
         out_choices.append({"index": i, "message": ch["message"], "logprobs": None,
                             "finish_reason": ch["finish_reason"]})
     body = {"id": first.get("id"), "object": "chat.completion", "created": first.get("created"),
-            "model": first.get("model"), "system_fingerprint": first.get("system_fingerprint"),
-            "choices": out_choices}
+            "model": first.get("model"), "choices": out_choices}
+    if first.get("system_fingerprint") is not None:  # a string or absent, never null (OpenAI's schema)
+        body["system_fingerprint"] = first["system_fingerprint"]
     if usage:
         body["usage"] = usage
     return orjson.dumps(body)
@@ -81,7 +83,9 @@ def _event(obj: dict) -> bytes:
 async def replay(body: bytes, include_usage: bool) -> AsyncIterator[bytes]:
     obj = orjson.loads(body)
     base = {"id": obj.get("id"), "object": "chat.completion.chunk", "created": obj.get("created"),
-            "model": obj.get("model"), "system_fingerprint": obj.get("system_fingerprint")}
+            "model": obj.get("model")}
+    if obj.get("system_fingerprint") is not None:
+        base["system_fingerprint"] = obj["system_fingerprint"]
     if include_usage:
         base["usage"] = None
     for c in obj.get("choices") or ():

@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ls = cmds.add_parser("runs", help="list stored runs")
     ls.add_argument("--db", default=_DEFAULT_DB)
+    ls.add_argument("--config", help="take the ledger URL from this gateway config (instead of --db)")
     ls.set_defaults(func=_runs)
     eval_score.register(cmds)
 
@@ -146,7 +147,27 @@ def _run(args: argparse.Namespace) -> int:
     print(f"run {args.name}: {summary.total} cases, {summary.skipped} already stored (skipped), "
           f"{summary.answered} answered, {summary.errors} errors in {summary.seconds:.1f} s "
           f"({summary.per_second:.1f} cases/s); results in {db.split('://')[0]} ledger")
+    _print_means(db, args.name)
     return 1 if summary.errors else 0
+
+
+def _print_means(db: str, run: str) -> None:
+    """Each scorer's mean over the run's scored cases (unscorable cases counted apart)."""
+    from hedgeway.evals.store import EvalStore
+
+    store = EvalStore(db)
+    try:
+        rows = store.scores(run)
+    finally:
+        store.close()
+    by: dict[str, list] = {}
+    for _, scorer, score, _ in rows:
+        by.setdefault(scorer, []).append(score)
+    for scorer, scores in sorted(by.items()):
+        got = [s for s in scores if s is not None]
+        mean = f"{sum(got) / len(got):.3f}" if got else "-"
+        print(f"  {scorer}: mean {mean} over {len(got)} case(s)"
+              + (f", {len(scores) - len(got)} unscorable" if len(got) < len(scores) else ""))
 
 
 def _gateway(args: argparse.Namespace):
@@ -209,6 +230,10 @@ def _runs(args: argparse.Namespace) -> int:
     from hedgeway.evals.store import EvalStore
 
     try:
+        if args.config:
+            from hedgeway.config import ledger_url
+
+            args.db = ledger_url(args.config)
         store = EvalStore(args.db)
     except ConfigError as exc:
         return _fail(exc)

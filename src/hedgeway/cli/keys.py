@@ -63,9 +63,9 @@ def with_store(args: argparse.Namespace, fn: Callable[[Any], int]) -> int:
 
     try:
         if args.config:
-            from hedgeway.config import load
+            from hedgeway.config import ledger_url
 
-            url = load(args.config).ledger.url
+            url = ledger_url(args.config)
         else:
             url = args.db or "sqlite:///hedgeway.db"
         store = KeyStore(url)

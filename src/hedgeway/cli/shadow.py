@@ -25,13 +25,15 @@ def _fmt(v, spec: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hedgeway.ledger import require_ledger
     from hedgeway.shadow import Shadows
 
     url = args.db
     if args.config:
-        from hedgeway.config import load
+        from hedgeway.config import ledger_url
 
-        url = load(args.config).ledger.url
+        url = ledger_url(args.config)
+    require_ledger(url)
     shadows = Shadows([], url)
     try:
         rows = shadows.report(args.since or 0.0)

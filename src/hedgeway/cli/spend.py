@@ -9,12 +9,14 @@ counts requests whose tokens Hedgeway counted itself because the upstream report
 "Usage the upstream did not report").
 
 Reads only: a SQLite file that does not exist is an error (exit 1), never silently created. Costs are
-exact: the table rounds them to 6 decimals for display, `--json` prints the exact sum as a string.
+summed exactly: the table rounds them to 6 decimals for display, `--json` prints the sum as a string
+rounded to 1e-10 USD. `--config` reads only the ledger URL from the config: no master key is needed.
 """
 
 from __future__ import annotations
 
 import argparse
+from decimal import Decimal
 
 # --by name -> ledger group key
 BY_KEYS = {"day": "day", "model": "model_name", "deployment": "deployment", "key": "key_id", "team": "team",
@@ -62,9 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+JSON_QUANTUM = Decimal("1e-10")  # USD: GPU-hour prices divide into endless decimals; this keeps 32 digits out
+
+
 def exact(cost) -> str:
-    """A Decimal as plain fixed-point text without trailing zeros: '0.3', '0.000000075', '12'."""
-    text = format(cost, "f")
+    """A Decimal rounded to 1e-10 USD, as plain fixed-point text without trailing zeros: '0.3',
+    '0.000000075', '12', '0.0000023148' (not 0.000002314814814814814814814814815)."""
+    text = format(Decimal(cost).quantize(JSON_QUANTUM), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
@@ -120,23 +126,17 @@ def _periods(store, args: argparse.Namespace) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
-    import os
     import sys
 
     from hedgeway.errors import ConfigError
-    from hedgeway.ledger import open_store, sqlite_path
+    from hedgeway.ledger import open_store, require_ledger
 
     try:
         if args.config:
-            from hedgeway.config import load
+            from hedgeway.config import ledger_url
 
-            args.db = load(args.config).ledger.url
-        if args.db.lower().startswith("sqlite://"):
-            path = sqlite_path(args.db)
-            if path != ":memory:" and not os.path.isfile(path):
-                print(f"hedgeway spend: no ledger at {path} (is --db right? `hedgeway serve` creates it)",
-                      file=sys.stderr)
-                return 1
+            args.db = ledger_url(args.config)  # the master key is not needed to read the ledger
+        require_ledger(args.db)
         store = open_store(args.db)
     except ConfigError as exc:  # messages never contain a password
         print(f"hedgeway spend: {exc}", file=sys.stderr)

@@ -111,12 +111,17 @@ def dump(cases: list[Case], path: str | Path) -> None:
 def from_ledger(rows: list[tuple[str, str, str]], n: int, seed: int = 0) -> list[Case]:
     """Up to `n` cases sampled (seeded) from ledger rows (request_id, model_name, prompt JSON): id = the
     request id, tags = [model name], no reference (a golden set needs one added by hand, or is scored
-    by the judge). Rows whose prompt is not a list of messages (e.g. an embeddings input) are skipped."""
+    by the judge). Rows whose prompt is not a list of messages (e.g. an embeddings input) are skipped, and
+    so is a prompt already sampled (a question asked again, or answered from the cache, is one case)."""
     picked = random.Random(seed).sample(rows, len(rows))
     cases: list[Case] = []
+    seen: set[str] = set()
     for request_id, model, prompt in picked:
         if len(cases) >= n:
             break
+        if prompt in seen:
+            continue
+        seen.add(prompt)
         try:
             messages = json.loads(prompt)
             cases.append(Case.model_validate({"id": request_id, "messages": messages, "tags": [model]}))

@@ -25,7 +25,8 @@ def build(config: Config) -> tuple[Gateway, Server]:
     gateway = Gateway(config, store)
     s = config.server
     limits = Limits(s.max_body_bytes, s.head_timeout, s.body_timeout, s.idle_timeout, s.max_connections)
-    return gateway, Server(Routes(gateway), limits)
+    routes = Routes(gateway)
+    return gateway, Server(routes, limits, routes.rejection)
 
 
 def install_uvloop() -> None:
@@ -49,7 +50,6 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
     sys.setswitchinterval(0.00025)
     gc.freeze()  # start-up objects (config, catalogues, modules) never need scanning again
     bound = await server.start(host, port, reuse_port=reuse_port)
-    log.info("hedgeway listening on http://%s:%d (%d models)", host, bound, len(config.models))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -57,6 +57,8 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests, demo)
             pass
+    # only now: a SIGTERM sent on seeing this line must drain and flush, not kill the process outright
+    log.info("hedgeway listening on http://%s:%d (%d models)", host, bound, len(config.models))
     if on_ready is not None:
         on_ready(bound)
     try:

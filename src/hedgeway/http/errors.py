@@ -23,7 +23,7 @@ def json_body(request: Request) -> object:
 
 
 def error_response(exc: HedgewayError, request_id: str | None = None) -> Response:
-    headers = dict(exc.headers)
+    headers = exc.response_headers()  # Retry-After on every 429
     if request_id:
         headers["x-hedgeway-request-id"] = request_id
     return Response(exc.status_code, exc.to_body(), headers)

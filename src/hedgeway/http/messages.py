@@ -25,9 +25,9 @@ from hedgeway.errors import (HedgewayError, InvalidRequest, MethodNotAllowed, No
                              UpstreamError)
 from hedgeway.http.server import Request, Response, StreamingResponse
 from hedgeway.ingress.anthropic import to_openai
-from hedgeway.ingress.anthropic_reply import error_body, estimate_input_tokens, to_message
+from hedgeway.ingress.anthropic_reply import envelope, error_body, estimate_input_tokens, to_message
 from hedgeway.ingress.anthropic_stream import StreamTranslator
-from hedgeway.chat_request import parse_chat
+from hedgeway.chat_request import model_named, parse_chat
 from hedgeway.pipeline import Gateway
 
 log = logging.getLogger("hedgeway.http")
@@ -48,9 +48,18 @@ def _key(request: Request) -> str | None:
     return bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
+def _early_id() -> str:
+    return f"hw-{_PREFIX}-e{next(_early_ids):x}"
+
+
+def rejection(status: int, message: str) -> bytes:
+    """Anthropic's envelope for an error the HTTP server answers itself (a body over the limit: 413)."""
+    return envelope(status, message, _early_id())
+
+
 def _error(exc: HedgewayError, request_id: str | None = None) -> Response:
-    request_id = request_id or f"hw-{_PREFIX}-e{next(_early_ids):x}"
-    headers = {**exc.headers, "request-id": request_id, "x-hedgeway-request-id": request_id}
+    request_id = request_id or _early_id()
+    headers = {**exc.response_headers(), "request-id": request_id, "x-hedgeway-request-id": request_id}
     return Response(exc.status_code, error_body(exc, request_id), headers)
 
 
@@ -91,10 +100,13 @@ class Messages:
             ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
         except HedgewayError as exc:
             return _error(exc)
+        body = None
         try:
-            inbound = to_openai(_body(request))
+            body = _body(request)
+            inbound = to_openai(body)
             req = parse_chat(inbound.body, request.headers.get("cache-control"))
-        except HedgewayError as exc:  # not recorded: like /v1/chat/completions, the ledger starts after parsing
+        except HedgewayError as exc:  # recorded like any failure (as /v1/chat/completions does)
+            self.gateway.failed(ctx, ENDPOINT, model_named(body), exc, False)
             return _error(exc, ctx.request_id)
         msg_id = f"msg_{ctx.request_id}"
         try:

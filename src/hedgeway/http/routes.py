@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import Awaitable, Callable
+from urllib.parse import unquote
 
 import orjson
 
@@ -15,13 +16,13 @@ from hedgeway.auth import bearer
 from hedgeway.errors import HedgewayError, InvalidRequest, MethodNotAllowed, NotFound
 from hedgeway.http.admin import PREFIX as ADMIN_PREFIX, Admin
 from hedgeway.http.errors import error_response, json_body as _json, pipeline_failed
-from hedgeway.http.messages import Messages
+from hedgeway.http.messages import Messages, rejection as messages_rejection
 from hedgeway.http.responses import PREFIX as RESPONSES_PREFIX, Responses
 from hedgeway.http import openapi
 from hedgeway.http.router_stats import router_stats_handler
 from hedgeway.http.ui import UI
-from hedgeway.http.server import Request, Response, StreamingResponse
-from hedgeway.chat_request import parse_chat
+from hedgeway.http.server import Request, Response, StreamingResponse, openai_error_body
+from hedgeway.chat_request import model_named, parse_chat
 from hedgeway.context import RequestContext
 from hedgeway.pipeline import Gateway
 
@@ -32,6 +33,13 @@ Handler = Callable[[Request], Awaitable["Response | StreamingResponse"]]
 def _key(request: Request) -> str | None:
     h = request.headers
     return bearer(h.get("authorization"), h.get("x-api-key"))
+
+
+MODEL_PREFIXES = ("/v1/models/", "/models/")
+
+
+def _model(name: str) -> dict:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "hedgeway"}
 
 
 class Routes:
@@ -58,6 +66,13 @@ class Routes:
             "/v1/responses": {"POST": self.responses.create},
         }
 
+    def rejection(self, status: int, message: str, path: str) -> bytes:
+        """The body of an error the server answers before any handler runs (413 over the body limit, 431,
+        malformed HTTP): Anthropic's envelope on the Messages routes, OpenAI's everywhere else."""
+        if path.startswith("/v1/messages"):
+            return messages_rejection(status, message)
+        return openai_error_body(status, message, path)
+
     async def __call__(self, request: Request) -> Response | StreamingResponse:
         methods = self.table.get(request.path)
         try:
@@ -66,6 +81,8 @@ class Routes:
                     return await self.admin(request)
                 if self.ui.handles(request.path):
                     return await self.ui(request)
+                if request.path.startswith(MODEL_PREFIXES) and request.method == "GET":
+                    return await self.model(request)
                 if request.path.startswith(RESPONSES_PREFIX):
                     return await self.responses.by_id(request)
                 raise NotFound(f"Unknown path {request.path[:200]}", code="unknown_url")
@@ -77,6 +94,12 @@ class Routes:
         except HedgewayError as exc:
             return error_response(exc)
 
+    def _rejected(self, ctx: RequestContext, endpoint: str, body: object, exc: HedgewayError) -> Response:
+        """An authenticated request refused before the pipeline (bad JSON, a bad field): recorded all the
+        same, with its status and error type, under the model it named (if any)."""
+        self.gateway.failed(ctx, endpoint, model_named(body), exc, False)
+        return error_response(exc, ctx.request_id)
+
     async def _run(self, ctx: RequestContext, endpoint: str, model: str, stream: bool, call) -> Response | StreamingResponse:
         try:
             return await call()
@@ -85,7 +108,12 @@ class Routes:
 
     async def chat(self, request: Request) -> Response | StreamingResponse:
         ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
-        req = parse_chat(_json(request), request.headers.get("cache-control"))
+        body = None
+        try:
+            body = _json(request)
+            req = parse_chat(body, request.headers.get("cache-control"))
+        except HedgewayError as exc:
+            return self._rejected(ctx, "chat", body, exc)
 
         async def call():
             if req.stream:
@@ -98,11 +126,15 @@ class Routes:
 
     async def embeddings(self, request: Request) -> Response:
         ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
-        body = _json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            raise InvalidRequest("you must provide a model parameter", param="model")
-        if not isinstance(body.get("input"), (str, list)) or not body["input"]:
-            raise InvalidRequest("'input' must be a non-empty string or array", param="input")
+        body = None
+        try:
+            body = _json(request)
+            if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+                raise InvalidRequest("you must provide a model parameter", param="model")
+            if not isinstance(body.get("input"), (str, list)) or not body["input"]:
+                raise InvalidRequest("'input' must be a non-empty string or array", param="input")
+        except HedgewayError as exc:
+            return self._rejected(ctx, "embeddings", body, exc)
         model = body["model"]
 
         async def call():
@@ -111,11 +143,21 @@ class Routes:
 
         return await self._run(ctx, "embeddings", model, False, call)
 
-    async def models(self, request: Request) -> Response:
+    def _visible(self, request: Request) -> list[str]:
         allowed = self.gateway.begin(_key(request)).principal.models  # None: every model
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "hedgeway"}
-                for name in self.gateway.model_names() if allowed is None or name in allowed]
+        return [name for name in self.gateway.model_names() if allowed is None or name in allowed]
+
+    async def models(self, request: Request) -> Response:
+        data = [_model(name) for name in self._visible(request)]
         return Response(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def model(self, request: Request) -> Response:
+        """`GET /v1/models/{id}` (the SDK's `models.retrieve`): a model this key may use, else 404."""
+        name = unquote(request.path.split("/models/", 1)[1])
+        if name not in self._visible(request):
+            raise NotFound(f"The model '{name[:200]}' does not exist or you do not have access to it.",
+                           param="model", code="model_not_found")
+        return Response(200, orjson.dumps(_model(name)))
 
     def close(self) -> None:
         self.responses.close()

@@ -22,7 +22,8 @@ from collections import deque
 
 import httptools
 
-from hedgeway.http.wire import App, Limits, Request, Response, StreamingResponse, render_head
+from hedgeway.http.wire import (App, ErrorBody, Limits, Request, Response, StreamingResponse, openai_error_body,
+                                render_head)
 
 __all__ = ["App", "Limits", "Request", "Response", "Server", "StreamingResponse"]  # the app's contract
 
@@ -110,8 +111,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.done_reading = True
         self.reading = False
-        kind = b"api_error" if status >= 500 else b"invalid_request_error"
-        body = b'{"error":{"message":"%s","type":"%s","param":null,"code":null}}' % (message.encode(), kind)
+        body = self.server.error_body(status, message, self._url.decode("latin-1").partition("?")[0])
         self._enqueue(Response(status, body, {"retry-after": "1"} if status == 503 else {}), False, False, False)
 
     # --- timeouts: one timer per connection, re-armed only when a deadline moves earlier ---
@@ -278,9 +278,10 @@ class HttpProtocol(asyncio.Protocol):
 class Server:
     """Owns the listening socket and tracks connections for a graceful drain."""
 
-    def __init__(self, app: App, limits: Limits):
+    def __init__(self, app: App, limits: Limits, error_body: ErrorBody = openai_error_body):
         self.app = app
         self.limits = limits
+        self.error_body = error_body  # the app's envelope for the errors the server answers (413, 431, 408…)
         self.connections: set[HttpProtocol] = set()
         self.draining = False
         self._server: asyncio.base_events.Server | None = None

@@ -76,3 +76,12 @@ def render_head(status: int, content_type: str, headers: dict[str, str], keep_al
         lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+# (status, message, path so far) -> the body of an error the server answers itself, before any handler
+ErrorBody = Callable[[int, str, str], bytes]
+
+
+def openai_error_body(status: int, message: str, path: str) -> bytes:
+    kind = b"api_error" if status >= 500 else b"invalid_request_error"
+    return b'{"error":{"message":"%s","type":"%s","param":null,"code":null}}' % (message.encode(), kind)

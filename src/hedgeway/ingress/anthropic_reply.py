@@ -40,10 +40,15 @@ def error_type(status: int) -> str:
     return ERROR_TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
 
 
+def envelope(status: int, message: str, request_id: str) -> bytes:
+    """Anthropic's error envelope for an answer with HTTP `status`."""
+    return orjson.dumps({"type": "error", "error": {"type": error_type(status), "message": message},
+                         "request_id": request_id})
+
+
 def error_body(exc: HedgewayError, request_id: str) -> bytes:
     """Anthropic's error envelope for `exc` (the HTTP status stays `exc.status_code`)."""
-    return orjson.dumps({"type": "error", "error": {"type": error_type(exc.status_code), "message": exc.message},
-                         "request_id": request_id})
+    return envelope(exc.status_code, exc.message, request_id)
 
 
 

@@ -11,8 +11,9 @@ returns whatever must still close the message when the stream ended without `dat
     message_delta(stop_reason, stop_sequence, usage)  message_stop
 
 A block is closed when the next one starts; a message with no content gets one empty text block (as
-complete messages do). Input tokens are only known at the end (OpenAI reports usage
-last), so `message_start` carries 0 and `message_delta.usage` the final input, output and cache counts.
+complete messages do). Input tokens are only counted at the end (OpenAI reports usage last), so
+`message_start` carries the prompt's estimate (`estimate_input_tokens`, as count_tokens answers) and
+`message_delta.usage` the final input, output and cache counts.
 An in-band error (`data: {"error": …}`, written by the gateway when the upstream broke mid-stream) becomes
 an Anthropic `error` event and ends the translation; nothing follows it.
 
@@ -27,7 +28,7 @@ import orjson
 
 from hedgeway.ingress.anthropic import Inbound
 from hedgeway.ingress.chat_stream import ChatStreamReader
-from hedgeway.ingress.anthropic_reply import OPENAI_ERROR_TYPES, stop_reason, usage
+from hedgeway.ingress.anthropic_reply import OPENAI_ERROR_TYPES, estimate_input_tokens, stop_reason, usage
 
 _TEXT_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,' \
               b'"delta":{"type":"text_delta","text":%b}}\n\n'
@@ -59,7 +60,7 @@ class StreamTranslator(ChatStreamReader):
         return event("message_start", {"type": "message_start", "message": {
             "id": self.msg_id, "type": "message", "role": "assistant", "model": self.inbound.model,
             "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0}}})
+            "usage": {"input_tokens": estimate_input_tokens(self.inbound.body), "output_tokens": 0}}})
 
     @property
     def ended(self) -> bool:

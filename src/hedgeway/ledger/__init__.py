@@ -11,6 +11,8 @@ parameter is passed to libpq unchanged. Messages never contain a URL's password 
 
 from __future__ import annotations
 
+import os
+
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -48,6 +50,15 @@ def sqlite_path(url: str) -> str:
     if rest is None or not rest.startswith("/") or rest == "/":
         raise ConfigError("ledger.url", f"expected {_SQLITE_FORMS}")
     return rest[1:]  # "sqlite:///x.db" -> "x.db"; "sqlite:////abs/x.db" -> "/abs/x.db"
+
+
+def require_ledger(url: str) -> None:
+    """For commands that only read: ConfigError when a sqlite:// URL names no existing file (opening it
+    would create an empty ledger and report nothing, instead of saying the URL is wrong)."""
+    if url.lower().startswith("sqlite://"):
+        path = sqlite_path(url)
+        if path != ":memory:" and not os.path.isfile(path):
+            raise ConfigError("ledger.url", f"no ledger at {path} (is --db right? `hedgeway serve` creates it)")
 
 
 def _open_sqlite(url: str) -> LedgerStore:

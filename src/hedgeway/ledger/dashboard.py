@@ -155,11 +155,15 @@ class Dashboard:
                 "totals": {"cost": _usd(total), "requests": count}}
 
     def routes(self, since: float | None) -> dict[str, Any]:
-        """Requests and spend by router tier (None: not routed by tiers) and by deployment that answered."""
-        rows = self._sums([self.sql["tier"], "deployment"], ["cost"], since)
+        """Requests and spend by router tier and by the deployment that answered. A request with neither is
+        named for why: "(cache hit)", "(not tiered)" (a plain model name), "(no deployment)" (refused
+        or failed before any deployment answered)."""
+        rows = self._sums([self.sql["tier"], "deployment", "cache"], ["cost"], since)
         tiers: dict[Any, list] = {}
         deps: dict[Any, list] = {}
-        for tier, dep, n, cost in rows:
+        for tier, dep, cache, n, cost in rows:
+            hit = "(cache hit)" if cache and cache.startswith("hit") else None
+            tier, dep = tier or hit or "(not tiered)", dep or hit or "(no deployment)"
             for book, k in ((tiers, tier), (deps, dep)):
                 cell = book.setdefault(k, [0, Decimal(0)])
                 cell[0] += n

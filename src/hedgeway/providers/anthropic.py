@@ -277,7 +277,7 @@ class AnthropicProvider:
         body = translate(request.body, self.deployment.model, self.max_tokens)
         body["stream"] = True
         resp = await self._post(body)
-        chunks = self._relay(resp, StreamTranslator(self.deployment.id, self._redact))
+        chunks = self._relay(resp, StreamTranslator(self.deployment.id, self._redact, request.include_usage))
         try:
             first = await chunks.__anext__()  # _relay raises rather than ending empty
         except BaseException:

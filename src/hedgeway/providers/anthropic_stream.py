@@ -18,9 +18,10 @@ from typing import Any, Callable
 import orjson
 
 from hedgeway.errors import UpstreamError
-from hedgeway.providers.base import upstream_failure
+from hedgeway.providers.base import chunk_end, upstream_failure
 from hedgeway.sse_frames import Frames, data_of
 from hedgeway.types import Usage
+from hedgeway.wire import message
 
 # Anthropic stop_reason -> OpenAI finish_reason (unknown future reasons read as "stop").
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
@@ -50,15 +51,14 @@ def event_error(payload: Any, deployment: str, redact: Callable[[str], str]) -> 
 
 def openai_usage(u: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
     """Anthropic usage -> (OpenAI usage object, Usage). Anthropic's `input_tokens` excludes cache reads and
-    writes; OpenAI's `prompt_tokens` includes them, so they are added back. The two cache counts are also
-    given under Anthropic's names (as LiteLLM does), which is where `parse_usage` reads cache writes."""
+    writes; OpenAI's `prompt_tokens` includes them, so they are added back. Cache reads and writes go where
+    OpenAI reports them: `prompt_tokens_details.cached_tokens` and `.cache_write_tokens`."""
     read = u.get("cache_read_input_tokens") or 0
     write = u.get("cache_creation_input_tokens") or 0
     prompt = (u.get("input_tokens") or 0) + read + write
     completion = u.get("output_tokens") or 0
     body = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": read},
-            "cache_read_input_tokens": read, "cache_creation_input_tokens": write}
+            "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write}}
     return body, Usage(prompt, completion, cached_tokens=read, cache_write_tokens=write)
 
 
@@ -67,29 +67,35 @@ def tool_call(block: dict[str, Any]) -> dict[str, Any]:
             "function": {"name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()}}
 
 
+def matched_stop(reason: Any, sequence: Any) -> dict[str, str]:
+    """The choice's `stop_reason` naming the stop string that ended the answer (vLLM's convention, which
+    /v1/messages reads back into Anthropic's `stop_sequence`), or nothing."""
+    return {"stop_reason": sequence} if reason == "stop_sequence" and isinstance(sequence, str) else {}
+
+
 def completion(msg: dict[str, Any]) -> tuple[bytes, Usage]:
     """A complete Anthropic Message -> OpenAI `chat.completion` bytes and its usage."""
     blocks = msg.get("content") or ()
     texts = [b.get("text") or "" for b in blocks if b.get("type") == "text"]
     calls = [tool_call(b) for b in blocks if b.get("type") == "tool_use"]
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if calls:
-        message["tool_calls"] = calls
     usage, parsed = openai_usage(msg.get("usage") or {})
+    reason = msg.get("stop_reason")
     body = {"id": msg.get("id"), "object": "chat.completion", "created": int(time.time()),
             "model": msg.get("model"),
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": FINISH.get(msg.get("stop_reason"), "stop")}],
+            "choices": [{"index": 0, "message": message("".join(texts) if texts else None, calls),
+                         "logprobs": None, "finish_reason": FINISH.get(reason, "stop"),
+                         **matched_stop(reason, msg.get("stop_sequence"))}],
             "usage": usage}
     return orjson.dumps(body), parsed
 
 
 class StreamTranslator:
-    __slots__ = ("deployment", "redact", "done", "error", "_frames", "_head", "_prefix", "_tools", "_usage",
-                 "_events", "_started", "_starts", "_deltas")
+    __slots__ = ("deployment", "redact", "done", "error", "_frames", "_head", "_prefix", "_end", "_tools",
+                 "_usage", "_events", "_started", "_starts", "_deltas")
 
-    def __init__(self, deployment: str, redact: Callable[[str], str]):
+    def __init__(self, deployment: str, redact: Callable[[str], str], include_usage: bool = False):
         self.deployment = deployment
+        self._end = chunk_end(include_usage)
         self.redact = redact
         self.done = False
         self.error: UpstreamError | None = None
@@ -131,7 +137,7 @@ class StreamTranslator:
 
     # --- events ---
     def _delta(self, delta: dict[str, Any]) -> bytes:
-        return self._head + orjson.dumps(delta) + b',"finish_reason":null}]}\n\n'
+        return self._head + orjson.dumps(delta) + b',"finish_reason":null}' + self._end
 
     def _message_start(self, event: dict) -> bytes:
         msg = event.get("message") or {}
@@ -173,8 +179,11 @@ class StreamTranslator:
 
     def _message_delta(self, event: dict) -> bytes:
         self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if k in USAGE_KEYS and v is not None})
-        reason = FINISH.get((event.get("delta") or {}).get("stop_reason"), "stop")
-        return self._head + b'{},"finish_reason":"' + reason.encode() + b'"}]}\n\n'
+        delta = event.get("delta") or {}
+        stop = matched_stop(delta.get("stop_reason"), delta.get("stop_sequence"))
+        reason = FINISH.get(delta.get("stop_reason"), "stop")
+        extra = b',"stop_reason":' + orjson.dumps(stop["stop_reason"]) if stop else b""
+        return self._head + b'{},"finish_reason":"' + reason.encode() + b'"' + extra + b'}' + self._end
 
     def _message_stop(self, event: dict) -> bytes:
         self.done = True

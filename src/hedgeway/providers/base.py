@@ -8,6 +8,8 @@ exception.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, AsyncIterator, Callable, ClassVar, Protocol
 
 from hedgeway.errors import ConfigError, UpstreamError, UpstreamRateLimited, UpstreamRejected
@@ -17,6 +19,9 @@ from hedgeway.types import ChatRequest, Deployment, UpstreamReply
 # Upstream status -> how we treat it. 400/413/422: the client's request is bad, another deployment would
 # say the same. 401/403/404 mean *this deployment* is misconfigured, so they stay fallback-eligible.
 REJECTED = frozenset({400, 413, 422})
+# How Anthropic ("prompt is too long: 210000 tokens > 200000 maximum") and Gemini ("input token count
+# (1200000) exceeds the maximum number of tokens allowed") say what OpenAI calls context_length_exceeded.
+CONTEXT_EXCEEDED = re.compile(r"prompt is too long|exceeds the maximum number of tokens", re.IGNORECASE)
 
 
 class StreamReply:
@@ -62,6 +67,13 @@ class Provider(Protocol):
     def close(self) -> None: ...
 
 
+def chunk_end(include_usage: bool) -> bytes:
+    """How a translated non-final `chat.completion.chunk` closes after its choices: with `"usage":null` when
+    the client asked for `stream_options.include_usage` (OpenAI: null on every chunk but the last), without
+    a usage key otherwise."""
+    return b'],"usage":null}\n\n' if include_usage else b']}\n\n'
+
+
 def redact(message: str, *secrets: str) -> str:
     """Upstream error text with anything key-like and any stack trace removed (some providers echo part of
     the key; llama.cpp's Python server puts its traceback in a 500). The gateway then masks every configured
@@ -73,11 +85,13 @@ def redact(message: str, *secrets: str) -> str:
     return SECRETISH.sub(MASK, message)[:500]
 
 
-def upstream_failure(status: int, text: str, deployment: str, retry_after: str | None = None) -> UpstreamError:
+def upstream_failure(status: int, text: str, deployment: str, retry_after: str | None = None,
+                     detail: dict[str, str] | None = None) -> UpstreamError:
     """The error for a non-2xx upstream answer (`text` already redacted): 429 -> UpstreamRateLimited
-    carrying Retry-After seconds; 400/413/422 -> UpstreamRejected (not fallback-eligible); 401/403 -> an
-    eligible UpstreamError whose text never echoes the upstream's; anything else (5xx, Anthropic's 529
-    overloaded, 404) -> an eligible UpstreamError."""
+    carrying Retry-After seconds; 400/413/422 -> UpstreamRejected (not fallback-eligible) keeping the
+    upstream's `type`, `param` and `code` from `detail` (a client trims its history on
+    `context_length_exceeded`); 401/403 -> an eligible UpstreamError whose text never echoes the upstream's;
+    anything else (5xx, Anthropic's 529 overloaded, 404) -> an eligible UpstreamError."""
     kw = {"deployment": deployment, "upstream_status": status}
     if status == 429:
         try:
@@ -86,7 +100,10 @@ def upstream_failure(status: int, text: str, deployment: str, retry_after: str |
             seconds = None
         return UpstreamRateLimited(f"upstream rate limited (429): {text}", retry_after=seconds, **kw)
     if status in REJECTED:
-        return UpstreamRejected(text, status_code=status, **kw)
+        detail = detail or {}
+        code = detail.get("code") or ("context_length_exceeded" if CONTEXT_EXCEEDED.search(text) else None)
+        return UpstreamRejected(text, status_code=status, type=detail.get("type"), param=detail.get("param"),
+                                code=code, **kw)
     if status in (401, 403):
         text = "the deployment's credentials were rejected"
     return UpstreamError(f"upstream returned {status}: {text}", **kw)

@@ -28,6 +28,7 @@ from hedgeway.providers.base import StreamReply, check_settings, header_block, r
 from hedgeway.providers.gemini_stream import StreamTranslator, completion, gemini_failure
 from hedgeway.types import ChatRequest, Deployment, UpstreamReply, Usage
 from hedgeway.upstream import Pool, Response
+from hedgeway.wire import embedding
 
 DEFAULT_BASE = "https://generativelanguage.googleapis.com"
 API_VERSIONS = ("v1beta", "v1", "v1alpha")
@@ -317,7 +318,8 @@ class GeminiProvider:
 
     async def stream(self, request: ChatRequest) -> StreamReply:
         resp = await self._post("stream", translate(request.body, self.deployment.settings))
-        chunks = self._relay(resp, StreamTranslator(self.deployment.id, self.deployment.model, self._redact))
+        chunks = self._relay(resp, StreamTranslator(self.deployment.id, self.deployment.model, self._redact,
+                                                      request.include_usage))
         try:
             first = await chunks.__anext__()  # _relay raises rather than ending empty
         except BaseException:
@@ -355,7 +357,8 @@ class GeminiProvider:
         # batchEmbedContents reports no token usage: estimate ~4 characters per token so that rate limits
         # and (usually zero) embedding prices still see a plausible figure. It is an estimate, not a count.
         tokens = sum(max(1, len(text) // 4) for text in inputs)
-        data = [{"object": "embedding", "index": i, "embedding": (v or {}).get("values") or []}
+        fmt = body.get("encoding_format")
+        data = [{"object": "embedding", "index": i, "embedding": embedding((v or {}).get("values") or [], fmt)}
                 for i, v in enumerate(vectors)]
         out = {"object": "list", "data": data, "model": self.deployment.model,
                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

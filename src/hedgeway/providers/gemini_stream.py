@@ -21,9 +21,10 @@ from typing import Any, Callable
 import orjson
 
 from hedgeway.errors import UpstreamError
-from hedgeway.providers.base import upstream_failure
+from hedgeway.providers.base import chunk_end, upstream_failure
 from hedgeway.sse_frames import Frames, data_of
 from hedgeway.types import Usage
+from hedgeway.wire import message
 
 FILTERED = "content_filter"
 # Gemini finishReason -> OpenAI finish_reason (unknown / future reasons read as "stop").
@@ -94,14 +95,12 @@ def completion(resp: dict[str, Any], model: str) -> tuple[bytes, Usage]:
         parts = (cand.get("content") or {}).get("parts") or ()
         texts = [p["text"] for p in parts if "text" in p and not p.get("thought")]
         calls = [tool_call(n, p["functionCall"]) for n, p in enumerate(p for p in parts if "functionCall" in p)]
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-        if calls:
-            message["tool_calls"] = calls
-        choices.append({"index": cand.get("index", pos), "message": message, "logprobs": None,
+        choices.append({"index": cand.get("index", pos), "message": message("".join(texts) if texts else None, calls),
+                        "logprobs": None,
                         "finish_reason": _finish(cand, bool(calls))})
     if not choices:
         reason = "stop" if not (resp.get("promptFeedback") or {}).get("blockReason") else FILTERED
-        choices = [{"index": 0, "message": {"role": "assistant", "content": ""}, "logprobs": None,
+        choices = [{"index": 0, "message": message(""), "logprobs": None,
                     "finish_reason": reason}]
     usage, parsed = openai_usage(resp.get("usageMetadata"))
     body = {"id": "chatcmpl-" + (resp.get("responseId") or f"gemini{time.time_ns()}"),
@@ -111,10 +110,12 @@ def completion(resp: dict[str, Any], model: str) -> tuple[bytes, Usage]:
 
 
 class StreamTranslator:
-    __slots__ = ("deployment", "model", "redact", "error", "_frames", "_prefix", "_usage", "_finish", "_calls")
+    __slots__ = ("deployment", "model", "redact", "error", "_frames", "_prefix", "_end", "_usage", "_finish",
+                 "_calls")
 
-    def __init__(self, deployment: str, model: str, redact: Callable[[str], str]):
+    def __init__(self, deployment: str, model: str, redact: Callable[[str], str], include_usage: bool = False):
         self.deployment = deployment
+        self._end = chunk_end(include_usage)
         self.model = model
         self.redact = redact
         self.error: UpstreamError | None = None
@@ -147,7 +148,7 @@ class StreamTranslator:
 
     def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
         return (self._prefix + b'{"index":' + str(index).encode() + b',"delta":' + orjson.dumps(delta)
-                + b',"finish_reason":null}]}\n\n')
+                + b',"finish_reason":null}' + self._end)
 
     def _event(self, event: dict[str, Any]) -> bytes:
         out = []
@@ -181,5 +182,5 @@ class StreamTranslator:
             raise UpstreamError("upstream ended the stream before a finishReason", deployment=self.deployment)
         usage, _ = openai_usage(self._usage)
         ends = [self._prefix + b'{"index":' + str(i).encode() + b',"delta":{},"finish_reason":"' + r.encode()
-                + b'"}]}\n\n' for i, r in sorted(self._finish.items())]
+                + b'"}' + self._end for i, r in sorted(self._finish.items())]
         return b"".join(ends) + self._prefix + b'],"usage":' + orjson.dumps(usage) + b'}\n\ndata: [DONE]\n\n'

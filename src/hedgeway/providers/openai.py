@@ -22,15 +22,20 @@ def parse_usage(u: dict[str, Any] | None) -> Usage:
     details = u.get("prompt_tokens_details") or {}
     return Usage(prompt_tokens=u.get("prompt_tokens") or 0, completion_tokens=u.get("completion_tokens") or 0,
                  cached_tokens=details.get("cached_tokens") or 0,
-                 cache_write_tokens=u.get("cache_creation_input_tokens") or 0)  # LiteLLM/Anthropic name
+                 # LiteLLM-style upstreams give cache writes under Anthropic's name, at the top of usage
+                 cache_write_tokens=details.get("cache_write_tokens") or u.get("cache_creation_input_tokens") or 0)
 
 
-def error_message(body: bytes) -> str:
+def error_detail(body: bytes) -> tuple[str, dict[str, str]]:
+    """(message, the envelope's string `type` / `param` / `code`) of an OpenAI error body; a body that is
+    not one gives its first 200 characters and no detail."""
     try:
         err = orjson.loads(body).get("error")
-        return str(err.get("message") if isinstance(err, dict) else err)
     except Exception:
-        return body[:200].decode("utf-8", "replace")
+        return body[:200].decode("utf-8", "replace"), {}
+    if not isinstance(err, dict):
+        return str(err), {}
+    return str(err.get("message")), {k: err[k] for k in ("type", "param", "code") if isinstance(err.get(k), str)}
 
 
 class OpenAIProvider:
@@ -64,8 +69,8 @@ class OpenAIProvider:
                                        self.first_byte_timeout, d.timeout)
         if resp.status == 200:
             return resp
-        text = redact(error_message(await resp.read()), d.api_key)
-        raise upstream_failure(resp.status, text, d.id, resp.headers.get("retry-after"))
+        text, detail = error_detail(await resp.read())
+        raise upstream_failure(resp.status, redact(text, d.api_key), d.id, resp.headers.get("retry-after"), detail)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         body = dict(request.body)

@@ -26,6 +26,7 @@ from hedgeway.config import format_loc
 from hedgeway.errors import ConfigError, UpstreamError, UpstreamRejected, UpstreamTimeout
 from hedgeway.providers.base import StreamReply
 from hedgeway.types import ChatRequest, Deployment, UpstreamReply, Usage
+from hedgeway.wire import completion_id, embedding, message
 
 WORDS = ("the system data model request answer latency cost token cache route budget team query value "
          "result check first then because therefore however simple complex option step plan measure "
@@ -52,6 +53,18 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _stop(words: list[str], stop: Any) -> tuple[list[str], str | None]:
+    """The answer cut before the earliest stop string it contains, as an upstream honours `stop`, and the
+    string matched (named in the choice's `stop_reason`, as vLLM does), or None."""
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else ()
+    text = " ".join(words)
+    found = [(text.find(s), s) for s in stops if isinstance(s, str) and s and s in text]
+    if not found:
+        return words, None
+    at, matched = min(found)
+    return text[:at].split(" "), matched
+
+
 def prompt_tokens(messages: list) -> int:
     chars = sum(len(_text(m.get("content"))) for m in messages if isinstance(m, dict))
     return math.ceil(chars / 4) + 4 * len(messages)
@@ -73,7 +86,8 @@ class SimulatedProvider:
         self.s = SimSettings(**{k: v for k, v in deployment.settings.items() if k in SimSettings.model_fields})
         self.model_id = f"simulated/{deployment.model}"
 
-    def _plan(self, request: ChatRequest) -> tuple[list[str], Usage, str]:
+    def _plan(self, request: ChatRequest) -> tuple[list[str], Usage, str, str | None]:
+        """(words of the answer, usage of one choice, finish_reason, the stop string that ended it)."""
         b = request.body
         key = orjson.dumps([self.deployment.model, b.get("messages"), b.get("temperature"), b.get("top_p"),
                             b.get("seed"), b.get("max_tokens"), b.get("tools")], option=orjson.OPT_SORT_KEYS)
@@ -82,9 +96,12 @@ class SimulatedProvider:
         limit = b.get("max_completion_tokens") or b.get("max_tokens") or self.s.max_output_tokens
         n = max(1, min(int(limit), self.s.max_output_tokens // 3 + rng.randrange(self.s.max_output_tokens)))
         words = [f"[{self.s.label}]"] + [rng.choice(WORDS) for _ in range(n - 1)]
-        usage = Usage(prompt_tokens=prompt_tokens(b.get("messages") or []), completion_tokens=n)
         finish = "length" if n == int(limit) else "stop"
-        return words, usage, finish
+        words, matched = _stop(words, b.get("stop"))
+        if matched is not None:
+            finish = "stop"
+        usage = Usage(prompt_tokens=prompt_tokens(b.get("messages") or []), completion_tokens=len(words))
+        return words, usage, finish, matched
 
     async def _first_token(self) -> None:
         d = self.deployment
@@ -97,42 +114,55 @@ class SimulatedProvider:
         if self.s.failure_rate and random.random() < self.s.failure_rate:
             raise UpstreamError("simulated upstream failure (503)", deployment=d.id, upstream_status=503)
 
-    def _envelope(self, created: int, rid: str) -> dict[str, Any]:
-        return {"id": rid, "created": created, "model": self.model_id, "system_fingerprint": "hedgeway-sim"}
+    def _envelope(self, created: int) -> dict[str, Any]:
+        return {"id": completion_id(), "created": created, "model": self.model_id,
+                "system_fingerprint": "hedgeway-sim"}
 
     async def chat(self, request: ChatRequest) -> UpstreamReply:
-        words, usage, finish = self._plan(request)
+        words, usage, finish, matched = self._plan(request)
         await self._first_token()
         await asyncio.sleep(len(words) / self.s.tokens_per_second)
         n = request.body.get("n") or 1
-        body = {**self._envelope(int(time.time()), f"chatcmpl-sim{id(words):x}"), "object": "chat.completion",
-                "choices": [{"index": i, "message": {"role": "assistant", "content": " ".join(words)},
-                             "logprobs": None, "finish_reason": finish} for i in range(n)],
+        stop = {"stop_reason": matched} if matched is not None else {}
+        body = {**self._envelope(int(time.time())), "object": "chat.completion",
+                "choices": [{"index": i, "message": message(" ".join(words)), "logprobs": None,
+                             "finish_reason": finish, **stop} for i in range(n)],
                 "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens * n,
                           "total_tokens": usage.prompt_tokens + usage.completion_tokens * n}}
         usage = Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens * n)
         return UpstreamReply(body=orjson.dumps(body), usage=usage, headers=SIM_HEADERS)
 
     async def stream(self, request: ChatRequest) -> StreamReply:
-        words, usage, finish = self._plan(request)
+        words, usage, finish, matched = self._plan(request)
         await self._first_token()
-        env = self._envelope(int(time.time()), f"chatcmpl-sim{id(words):x}")
+        env = self._envelope(int(time.time()))
         env["object"] = "chat.completion.chunk"
+        if request.include_usage:  # OpenAI: present only when asked for, null on every chunk but the last
+            env["usage"] = None
+        n = request.body.get("n") or 1
+        end = {"finish_reason": finish, **({"stop_reason": matched} if matched is not None else {})}
 
         def event(choices: list, usage_obj: Any = None) -> bytes:
-            return b"data: " + orjson.dumps({**env, "choices": choices, "usage": usage_obj}) + b"\n\n"
+            chunk = {**env, "choices": choices}
+            if usage_obj is not None:
+                chunk["usage"] = usage_obj
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
         first = event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
 
         async def rest():
             per_event = 4  # words per event: keeps the simulator cheap while still streaming
-            for i in range(0, len(words), per_event):
-                await asyncio.sleep(per_event / self.s.tokens_per_second)
-                text = (" " if i else "") + " ".join(words[i:i + per_event])
-                yield event([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
-            yield event([{"index": 0, "delta": {}, "finish_reason": finish}])
-            yield event([], {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                             "total_tokens": usage.total_tokens})
+            for c in range(n):  # choice after choice (OpenAI interleaves them; clients key on the index)
+                if c:
+                    yield event([{"index": c, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+                for i in range(0, len(words), per_event):
+                    await asyncio.sleep(per_event / self.s.tokens_per_second)
+                    text = (" " if i else "") + " ".join(words[i:i + per_event])
+                    yield event([{"index": c, "delta": {"content": text}, "finish_reason": None}])
+                yield event([{"index": c, "delta": {}, **end}])
+            completion = usage.completion_tokens * n
+            yield event([], {"prompt_tokens": usage.prompt_tokens, "completion_tokens": completion,
+                             "total_tokens": usage.prompt_tokens + completion})
             yield b"data: [DONE]\n\n"
 
         gen = rest()
@@ -154,7 +184,8 @@ class SimulatedProvider:
             rng = random.Random(struct.unpack("<Q", seed)[0])
             vec = [rng.gauss(0, 1) for _ in range(dim)]
             norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-            data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in vec]})
+            data.append({"object": "embedding", "index": i,
+                         "embedding": embedding([v / norm for v in vec], body.get("encoding_format"))})
         body_out = {"object": "list", "data": data, "model": self.model_id,
                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
         return UpstreamReply(body=orjson.dumps(body_out), usage=Usage(prompt_tokens=tokens), headers=SIM_HEADERS)
