@@ -9,6 +9,8 @@
     hedgeway router train --data DIR --output model.npz [--split train]
         fit the learned router on (prompt, strong quality, weak quality) lines; use it with
         `options: {model: model.npz}` on a route (or --model for score/eval).
+    hedgeway router labels import FILE | export --db DB --route NAME
+        a route's labels (hedgeway.cli.router_labels).
 """
 
 from __future__ import annotations
@@ -143,3 +145,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--target", choices=["wins", "soft"], default="wins")
     t.add_argument("--version", default="custom", help="recorded in the artefact's metadata")
     t.set_defaults(func=train)
+
+    from hedgeway.cli import router_labels
+
+    router_labels.register(sub)

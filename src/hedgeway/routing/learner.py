@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class Pair:
     route: str
     strong: str  # model names
     weak: str
-    spec: LearnIn
+    spec: LearnIn | None  # None: no sampling, feedback only
     tag: str  # the start of the labelling rows' `route` JSON
 
     def tier(self, model: str) -> str | None:
@@ -80,9 +81,9 @@ class Learner:
     def __init__(self, config: Any, again: Callable[..., Awaitable], background: Callable[[Any], None],
                  clock: Callable[[], float] = time.time):
         self.pairs: dict[str, Pair] = {}
-        for r in config.router.routes:
-            if r.learn is not None:
-                names = [r.tiers[t] for t in TIERS if t in r.tiers]
+        for r in config.router.routes:  # every route with two models takes feedback; `learn` ones sample
+            names = [r.tiers[t] for t in TIERS if t in r.tiers]
+            if names[0] != names[-1]:
                 self.pairs[r.name] = Pair(r.name, names[-1], names[0], r.learn,
                                           orjson.dumps({"learn": r.name}).decode()[:-1])
         self.log_prompts = config.ledger.log_prompts
@@ -90,6 +91,7 @@ class Learner:
         self.again, self.background, self.clock = again, background, clock
         self.url = config.ledger.url
         self._store: LabelStore | None = None
+        self._opening = threading.Lock()
         self.in_flight: Counter[str] = Counter()
         self.counts: Counter[tuple[str, str]] = Counter()
         self.spent: dict[tuple[str, int], Decimal] = {}
@@ -108,7 +110,7 @@ class Learner:
         self._recent[ctx.request_id] = Seen(ctx.principal.key_id, pair, served, req.body)
         if len(self._recent) > RECENT:
             self._recent.popitem(last=False)
-        if served is None or random.random() >= pair.spec.share:
+        if served is None or pair.spec is None or random.random() >= pair.spec.share:
             return
         if self.in_flight[pair.route] >= pair.spec.max_in_flight:
             self.counts[(pair.route, "skipped")] += 1
@@ -121,8 +123,10 @@ class Learner:
 
     # --- after the response ---
     def store(self) -> LabelStore:
-        if self._store is None:
-            self._store = LabelStore(self.url)
+        """The label store (opened on first use; call off the event loop)."""
+        with self._opening:
+            if self._store is None:
+                self._store = LabelStore(self.url)
         return self._store
 
     async def room(self, pair: Pair) -> bool:
@@ -179,7 +183,7 @@ class Learner:
                 label.verdict, label.strong_wins = combine(v1, v2)
                 label.detail = orjson.dumps({"strong_first": v1, "weak_first": v2}).decode()
             outcome = label.verdict
-            await self._describe(label, req.body)
+            await self.describe(label, req.body)
             await asyncio.to_thread(lambda: self.store().put([label]))
         except Exception as exc:  # noqa: BLE001 - labelling must never surface; the count and log say it failed
             log.warning("label for %s on %s not stored (%s)", rid, pair.route, type(exc).__name__)
@@ -188,7 +192,7 @@ class Learner:
             self.in_flight[pair.route] -= 1
             self.counts[(pair.route, outcome)] += 1
 
-    async def _describe(self, label: Label, body: dict[str, Any]) -> None:
+    async def describe(self, label: Label, body: dict[str, Any]) -> None:
         """The label's features: embedding (when the minilm embedder is installed), cues and n-grams, and
         the prompt with ledger.log_prompts."""
         label.features = await asyncio.to_thread(features, body)
@@ -212,7 +216,7 @@ class Learner:
         return self._embedder or None
 
     def render_metrics(self) -> str:
-        if not self.pairs:
+        if not any(p.spec for p in self.pairs.values()):
             return ""
         lines = ["# HELP hedgeway_route_labels_total Labelling of sampled requests per route, by outcome "
                  "(strong, weak, tie, split, unparsed, error, budget, skipped, other_failed, unstored).",
