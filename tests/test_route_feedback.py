@@ -89,21 +89,26 @@ def test_bad_feedback_is_an_openai_error_envelope(tmp_path, body, raw, param):
     assert status == 400 and out["error"]["type"] == "invalid_request_error" and out["error"]["param"] == param
 
 
+def once_written(gw, body: dict):
+    """The feedback's answer once the request's ledger row is written (the writer is asynchronous)."""
+    deadline = time.monotonic() + 5
+    while (got := feedback(gw, MASTER, body))[0] == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+
+
 def test_feedback_on_a_cheap_answer_and_from_the_ledger(tmp_path):
     url = f"sqlite:///{tmp_path}/f.db"
     with BackgroundGateway(from_dict(config(url, complex_threshold=1.0))) as gw:  # every request: weak tier
         rid = request_id(gw, MASTER)
         status, out = feedback(gw, MASTER, {"request_id": rid, "score": 0.2})
         assert status == 200 and out["served"] == "weak" and out["strong_wins"] == pytest.approx(0.8)
-        plain = request_id(gw, MASTER, model="strong")
-        status, out = feedback(gw, MASTER, {"request_id": plain, "score": 1})
+        plain = request_id(gw, MASTER, model="strong")  # not remembered: found in the ledger, once written
+        status, out = once_written(gw, {"request_id": plain, "score": 1})
         assert status == 400 and out["error"]["code"] == "not_routed"
-        streamed = request_id(gw, MASTER, stream=True)  # not remembered: found in the ledger, once written
-        deadline = time.monotonic() + 5
-        while (got := feedback(gw, MASTER, {"request_id": streamed, "score": 1}))[0] == 404 \
-                and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert got[0] == 200 and got[1]["served"] == "weak" and got[1]["features"] is False  # no log_prompts
+        streamed = request_id(gw, MASTER, stream=True)
+        status, out = once_written(gw, {"request_id": streamed, "score": 1})
+        assert status == 200 and out["served"] == "weak" and out["features"] is False  # no log_prompts
     assert [ln["id"] for ln in read_labels(url, "auto")] == [f"{rid}/feedback"]  # no features: not trainable
 
 

@@ -10,7 +10,7 @@
         fit the learned router on (prompt, strong quality, weak quality) lines; use it with
         `options: {model: model.npz}` on a route (or --model for score/eval).
     hedgeway router labels import FILE | export --db DB --route NAME
-        a route's labels (hedgeway.cli.router_labels).
+        a route's labels (hedgeway.cli.label_io).
 """
 
 from __future__ import annotations
@@ -146,6 +146,6 @@ def register(subparsers: Any) -> None:
     t.add_argument("--version", default="custom", help="recorded in the artefact's metadata")
     t.set_defaults(func=train)
 
-    from hedgeway.cli import router_labels
+    from hedgeway.cli import label_io
 
-    router_labels.register(sub)
+    label_io.register(sub)

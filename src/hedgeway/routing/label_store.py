@@ -25,11 +25,12 @@ from typing import Any, Iterable
 import numpy as np
 import orjson
 
+from hedgeway.cache.keys import last_user_index, user_text
 from hedgeway.ledger import labels as sql
 from hedgeway.routing.features import cues, prompt_of
 
 EMBEDDING_DIM = 384
-NGRAM_DIM = 1 << 15  # the learned router's default number of hashed n-gram buckets
+NGRAM_DIM = 1 << 12  # hashed n-gram buckets, as the per-route trainer uses them
 
 
 @dataclass(slots=True)
@@ -56,24 +57,21 @@ class Label:
 
 
 def prompt_text(body: Any) -> str:
-    """The text a label's embedding is made of: the last user turn (as the semantic cache embeds it),
-    else every user turn joined."""
+    """The text a label's embedding is made of: the last user turn's text, as the semantic cache embeds it
+    ("" when there is none)."""
     messages = body.get("messages") if isinstance(body, dict) else body
     if isinstance(messages, str):
         return messages
-    for msg in reversed(messages or []):
-        if isinstance(msg, dict) and msg.get("role") == "user":
-            text = prompt_of([msg]).text
-            if text.strip():
-                return text
-    return prompt_of(body or {}).text
+    messages = [m for m in messages or () if isinstance(m, dict)]
+    i = last_user_index(messages)
+    return (user_text(messages[i]) or "") if i >= 0 else ""
 
 
 def features(body: Any) -> str:
-    """The prompt's cues and hashed unigrams + bigrams (the learned router's, NGRAM_DIM buckets), as JSON."""
+    """The prompt's cues and hashed unigrams + bigrams (`learned.sparse_features`, NGRAM_DIM buckets), as JSON."""
     from hedgeway.routing.learned import sparse_features
 
-    p = prompt_of(body if not isinstance(body, str) else body)
+    p = prompt_of(body)
     idx, val = sparse_features(p, NGRAM_DIM)
     return orjson.dumps({"cues": cues(p), "ngrams": [[int(i), round(float(v), 4)] for i, v in zip(idx, val)]}).decode()
 
