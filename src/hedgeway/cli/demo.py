@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--db", default=f"sqlite:///{DEMO_DB}", help=f"ledger URL (default sqlite:///{DEMO_DB})")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--router-loop", action="store_true", help="instead: a route labelling its own traffic "
+                   "(simulated tiers and judge; hedgeway.cli.demo_loop)")
     p.set_defaults(func=run)
 
 
@@ -64,6 +66,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.router_loop:
+        from hedgeway.cli.demo_loop import run_loop
+
+        return run_loop(args)
     import time
     from concurrent.futures import ThreadPoolExecutor
 

