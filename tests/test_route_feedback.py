@@ -107,9 +107,17 @@ def test_feedback_on_a_cheap_answer_and_from_the_ledger(tmp_path):
         status, out = once_written(gw, {"request_id": plain, "score": 1})
         assert status == 400 and out["error"]["code"] == "not_routed"
         streamed = request_id(gw, MASTER, stream=True)
-        status, out = once_written(gw, {"request_id": streamed, "score": 1})
+        status, out = feedback(gw, MASTER, {"request_id": streamed, "score": 1})
+        assert status == 200 and out["served"] == "weak" and out["features"] is True
+    with BackgroundGateway(from_dict(config(url, complex_threshold=1.0))) as gw:  # another replica, or a restart
+        status, out = feedback(gw, MASTER, {"request_id": rid, "score": 0.4})  # the ledger knows it
         assert status == 200 and out["served"] == "weak" and out["features"] is False  # no log_prompts
-    assert [ln["id"] for ln in read_labels(url, "auto")] == [f"{rid}/feedback"]  # no features: not trainable
+        plain_routed = request_id(gw, MASTER)
+    with BackgroundGateway(from_dict(config(url, complex_threshold=1.0))) as gw:
+        assert once_written(gw, {"request_id": plain_routed, "score": 0.5})[1]["features"] is False
+    lines = {ln["id"]: ln for ln in read_labels(url, "auto")}  # the one with no features is no training example
+    assert set(lines) == {f"{rid}/feedback", f"{streamed}/feedback"}
+    assert lines[f"{rid}/feedback"]["strong_wins"] == pytest.approx(0.6) and len(lines[f"{rid}/feedback"]["embedding"]) == 384
 
 
 LINES = [

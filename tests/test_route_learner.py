@@ -139,6 +139,18 @@ def test_judged_labels_from_traffic_with_their_calls_billed_apart(tmp_path, judg
     assert sorted(first) == [False] * 3 + [True] * 3
 
 
+def test_streamed_requests_are_labelled_too(tmp_path, judge):
+    url = f"sqlite:///{tmp_path}/l.db"
+    with BackgroundGateway(from_dict(config(url, judge.base_url))) as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER, max_retries=0, timeout=10)
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="auto", stream=True, messages=[{"role": "user", "content": "Explain topic 0 in detail."}])
+            if c.choices)
+        (row,) = wait_labels(url, 1)
+    assert text.startswith("[strong-sim]") and (row["verdict"], row["served"]) == ("strong", "strong")
+    assert [m.model_name for m in labelling_rows(url)].count("judge") == 2
+
+
 def test_a_judge_biased_to_the_first_position_gives_ties_and_log_prompts_keeps_the_prompt(tmp_path, judge):
     url = f"sqlite:///{tmp_path}/l.db"
     with BackgroundGateway(from_dict(config(url, judge.base_url, "judge-first", log_prompts=True))) as gw:

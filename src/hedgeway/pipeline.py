@@ -290,8 +290,9 @@ class Gateway:
                      shadow: ShadowIn | None) -> AsyncIterator[bytes]:
         stream: StreamReply = outcome.result
         tap = UsageTap(keep_usage=req.include_usage)
-        # the stream's chunks, for the cache (only on a miss) and a shadow comparison
-        kept: list[bytes] | None = [] if lookup is not None or shadow is not None else None
+        # the stream's chunks, for the cache (only on a miss), a shadow comparison and labels
+        kept: list[bytes] | None = ([] if lookup is not None or shadow is not None or req.model in self.learner.pairs
+                                    else None)
         status, error = 499, "ClientDisconnected"  # unless the loop below finishes
         try:
             try:
@@ -321,6 +322,8 @@ class Gateway:
                          overhead_ms=_ms(overhead), **fields)
             if lookup is not None and error is None:
                 self.cache.store_stream(lookup, kept, usage, fields["cost"])
+            if kept is not None and error is None:
+                self.learner.after(ctx, req, kept, outcome.deployment.id)
             if shadow is not None:
                 primary = Answer(outcome.deployment.id, _ms(time.perf_counter() - ctx.started), fields["cost"],
                                  assemble(kept) if error is None else None)

@@ -13,14 +13,18 @@ Query = Callable[..., Any]
 
 COLUMNS = ("route", "id", "ts", "source", "request_id", "key_id", "strong_model", "weak_model", "served", "strong",
            "weak", "strong_wins", "verdict", "detail", "embedding", "features", "prompt")
+_FEATURES = ("embedding", "features", "prompt")  # a new label without them keeps the stored ones
 _UPSERT = (f"INSERT INTO route_labels ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
            "ON CONFLICT (route, id) DO UPDATE SET "
-           + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:]))
+           + ", ".join(f"{c} = COALESCE(excluded.{c}, route_labels.{c})" if c in _FEATURES else f"{c} = excluded.{c}"
+                       for c in COLUMNS[2:]))
 LABELLING = ("shadow", "judge")  # the endpoints of labelling calls
 
 
 def put(q: Query, rows: Sequence[tuple]) -> None:
-    """Insert or replace labels (rows in COLUMNS order): the same (route, id) again is an update."""
+    """Insert or replace labels (rows in COLUMNS order): the same (route, id) again is an update, which
+    keeps the stored prompt features where the new label has none (feedback sent again to a replica
+    that no longer remembers the request)."""
     for row in rows:
         q(_UPSERT, row)
 

@@ -36,6 +36,7 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
+from hedgeway.cache.stream import assemble
 from hedgeway.canary.quality import answer_text
 from hedgeway.errors import HedgewayError
 from hedgeway.routing.config import TIERS, LearnIn
@@ -100,9 +101,10 @@ class Learner:
         self._embedder: Any = None
 
     # --- on the request path: O(1), never raises ---
-    def after(self, ctx: Any, req: ChatRequest, body: bytes, deployment: str) -> None:
-        """The user has (or is about to have) `body`, answered by `deployment`: remember the request for
-        feedback and, for a sampled share, schedule its label."""
+    def after(self, ctx: Any, req: ChatRequest, answer: bytes | list[bytes], deployment: str) -> None:
+        """The user has (or is about to have) `answer` (a chat.completion body, or a stream's SSE chunks),
+        answered by `deployment`: remember the request for feedback and, for a sampled share, schedule
+        its label."""
         pair = self.pairs.get(req.model)
         if pair is None or ctx.route is None:
             return
@@ -116,7 +118,7 @@ class Learner:
             self.counts[(pair.route, "skipped")] += 1
             return
         self.in_flight[pair.route] += 1
-        self.background(self._label(pair, ctx.request_id, ctx.principal.key_id, req, served, body))
+        self.background(self._label(pair, ctx.request_id, ctx.principal.key_id, req, served, answer))
 
     def recent(self, request_id: str) -> Seen | None:
         return self._recent.get(request_id)
@@ -155,9 +157,14 @@ class Learner:
         reply = await self._call(pair, rid, "judge", pair.spec.judge, ChatRequest(pair.spec.judge, body))
         return reply, None if reply is None else parse_verdict(answer_text(reply))
 
-    async def _label(self, pair: Pair, rid: str, key_id: str, req: ChatRequest, served: str, answer: bytes) -> None:
+    async def _label(self, pair: Pair, rid: str, key_id: str, req: ChatRequest, served: str,
+                     answer: bytes | list[bytes]) -> None:
         outcome = "labelled"
         try:
+            answer = assemble(answer) if isinstance(answer, list) else answer
+            if answer is None:  # a stream that is no whole answer
+                outcome = "no_answer"
+                return
             other = pair.weak if served == "strong" else pair.strong
             try:
                 theirs = await self._call(pair, f"{rid}-learn", "shadow", other, req)
