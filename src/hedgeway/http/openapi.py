@@ -74,6 +74,11 @@ SCHEMAS: dict[str, Any] = {
             "type": "object", "required": ["id", "object"],
             "properties": {"id": {"type": "string"}, "object": {"const": "model"}}}}}},
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "FeedbackRequest": {"type": "object", "required": ["request_id"], "additionalProperties": False,
+                        "properties": {"request_id": {"type": "string", "minLength": 1},
+                                       "score": {"type": "number", "minimum": 0, "maximum": 1},
+                                       "strong_wins": {"type": "number", "minimum": 0, "maximum": 1}},
+                        "oneOf": [{"required": ["score"]}, {"required": ["strong_wins"]}]},
 }
 
 _HEADERS = {name: {"schema": {"type": "string"}, "description": text} for name, text in {
@@ -112,6 +117,8 @@ PATHS: dict[str, Any] = {
     "/v1/messages/count_tokens": {"post": {"summary": "Estimated input tokens (Anthropic format)",
                                            "security": [{"bearer": []}],
                                            "responses": {"200": {"description": "Token estimate"}}}},
+    "/v1/feedback": _post("The application's label for one of its own requests on a routed name",
+                          "FeedbackRequest", {"description": "Stored", "content": {JSON: {"schema": {"type": "object"}}}}),
     "/healthz": _get("Liveness", {"description": "Serving", "content": {JSON: {"schema": _ref("Status")}}}),
     "/readyz": _get("Readiness: 503 while ledger records are neither written nor safely spooled", {
         "description": "Ready", "content": {JSON: {"schema": _ref("Status")}}},
