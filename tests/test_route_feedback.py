@@ -117,7 +117,8 @@ def test_feedback_on_a_cheap_answer_and_from_the_ledger(tmp_path):
         assert once_written(gw, {"request_id": plain_routed, "score": 0.5})[1]["features"] is False
     lines = {ln["id"]: ln for ln in read_labels(url, "auto")}  # the one with no features is no training example
     assert set(lines) == {f"{rid}/feedback", f"{streamed}/feedback"}
-    assert lines[f"{rid}/feedback"]["strong_wins"] == pytest.approx(0.6) and len(lines[f"{rid}/feedback"]["embedding"]) == 384
+    kept = lines[f"{rid}/feedback"]
+    assert kept["strong_wins"] == pytest.approx(0.6) and len(kept["embedding"]) == 384
 
 
 LINES = [

@@ -118,7 +118,8 @@ PATHS: dict[str, Any] = {
                                            "security": [{"bearer": []}],
                                            "responses": {"200": {"description": "Token estimate"}}}},
     "/v1/feedback": _post("The application's label for one of its own requests on a routed name",
-                          "FeedbackRequest", {"description": "Stored", "content": {JSON: {"schema": {"type": "object"}}}}),
+                          "FeedbackRequest", {"description": "Stored",
+                                              "content": {JSON: {"schema": {"type": "object"}}}}),
     "/healthz": _get("Liveness", {"description": "Serving", "content": {JSON: {"schema": _ref("Status")}}}),
     "/readyz": _get("Readiness: 503 while ledger records are neither written nor safely spooled", {
         "description": "Ready", "content": {JSON: {"schema": _ref("Status")}}},

@@ -44,8 +44,8 @@ def labelling_spend(q: Query, tag: str, since: float) -> Decimal:
     """USD of the labelling calls (ledger rows of endpoint shadow/judge) whose `route` JSON starts with
     `tag` (e.g. '{"learn":"auto"'), made at or after `since`."""
     pattern = tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    rows = q("SELECT cost FROM requests WHERE ts >= ? AND endpoint IN (?, ?) AND (route = ? OR route LIKE ? ESCAPE '\\')",
-             (since, *LABELLING, tag + "}", pattern + ",%")).fetchall()
+    rows = q("SELECT cost FROM requests WHERE ts >= ? AND endpoint IN (?, ?) "
+             "AND (route = ? OR route LIKE ? ESCAPE '\\')", (since, *LABELLING, tag + "}", pattern + ",%")).fetchall()
     return sum((Decimal(str(r[0])) for r in rows), Decimal(0))
 
 

@@ -17,9 +17,13 @@ counting; calls already in flight may end above it). The user's response is neve
 failed: the work starts after it, runs as a background task (at most `max_in_flight` per route; beyond,
 the request is skipped and counted) and every failure is only counted.
 
+Every routed name with two models (with or without `learn`) takes application feedback
+(hedgeway.http.feedback): the last RECENT requests on them are remembered (a reference to the parsed
+body, no copy) so a feedback label can carry the prompt's features.
+
     learner = Learner(config, again, background)   # again: Gateway._again; background: Gateway._background
-    learner.after(ctx, req, body, deployment)   # the user's answer: maybe label it (O(1), never raises)
-    learner.recent(request_id)             # what /v1/feedback needs of a recent request, or None
+    learner.after(ctx, req, answer, deployment)    # the user's answer: maybe label it (O(1), never raises)
+    learner.recent(request_id)                     # what /v1/feedback needs of a recent request, or None
 """
 
 from __future__ import annotations
