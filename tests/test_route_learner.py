@@ -245,3 +245,32 @@ def test_budget_resumes_the_next_day_postgres(pg_admin):  # noqa: F811
         _budget_resumes_next_day(f"{server}?schema={schema}")
     finally:
         admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"judge": "nope"}, "router.routes[0].learn.judge"),
+    ({"share": 0}, "router.routes[0].learn.share"),
+    ({"share": 1.5}, "router.routes[0].learn.share"),
+    ({"daily_budget": "-1"}, "router.routes[0].learn.daily_budget"),
+    ({"daily_budget": "lots"}, "router.routes[0].learn.daily_budget"),
+    ({"shares": 0.1}, "router.routes[0].learn.shares"),
+])
+def test_learn_config_is_strict_and_names_the_bad_field(change, path):
+    from hedgeway.errors import ConfigError
+
+    raw = config("sqlite:///x.db", "http://127.0.0.1:9/v1", **change)
+    with pytest.raises(ConfigError) as err:
+        from_dict(raw)
+    assert err.value.path == path
+
+
+def test_learn_needs_two_models():
+    from hedgeway.errors import ConfigError
+
+    raw = config("sqlite:///x.db", "http://127.0.0.1:9/v1")
+    raw["router"]["routes"][0]["tiers"] = {"simple": "strong", "complex": "strong"}
+    with pytest.raises(ConfigError, match="two tiers") as err:
+        from_dict(raw)
+    assert err.value.path == "router.routes[0].learn"
+    assert from_dict(config("sqlite:///x.db", "http://127.0.0.1:9/v1")).router.routes[0].learn.daily_budget \
+        == Decimal("10")
