@@ -28,9 +28,12 @@ from test_ledger_postgres import pg_admin  # noqa: F401  (the shared PostgreSQL 
 class FakeJudge(LoopbackServer):
     """Grades by the upstream model name: judge-honest prefers the answer from the strong tier
     ("[strong-sim]"), judge-first always answers [[A]], judge-garbage rambles, judge-500 fails, judge-hang
-    never answers in time."""
+    never answers in time, judge-hold answers once `release()` is called."""
 
     path_prefix = "/v1"
+
+    def release(self) -> None:
+        self._loop.call_soon_threadsafe(self.released.set)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
@@ -42,6 +45,9 @@ class FakeJudge(LoopbackServer):
             return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
         if model == "judge-hang":
             await asyncio.sleep(5)
+        if model == "judge-hold":
+            await self.released.wait()
+            model = "judge-honest"
         prompt = body["messages"][-1]["content"]
         a = prompt.split("[The start of assistant A's answer]")[1].split("[The end")[0]
         text = {"judge-honest": "A is right.\n[[A]]" if "[strong-sim]" in a else "B is right.\n[[B]]",
@@ -54,7 +60,9 @@ class FakeJudge(LoopbackServer):
 
 @pytest.fixture(scope="module")
 def judge():
-    server = FakeJudge().start()
+    server = FakeJudge()
+    server.released = asyncio.Event()
+    server.start()
     yield server
     server.stop()
 
@@ -65,7 +73,7 @@ def sim(label: str) -> dict:
 
 
 def config(url: str, judge_url: str, judge_model: str = "judge-honest", log_prompts: bool = False,
-           **learn) -> dict:
+           judge_timeout: float = 0.5, **learn) -> dict:
     return {
         "auth": {"master_key": MASTER},
         "ledger": {"url": url, "flush_interval": 0.02, "log_prompts": log_prompts},
@@ -78,7 +86,8 @@ def config(url: str, judge_url: str, judge_model: str = "judge-honest", log_prom
                    {"name": "weak", "deployments": [sim("weak-sim")]},
                    {"name": "judge", "deployments": [{"provider": "openai", "model": judge_model,
                                                       "api_base": judge_url, "api_key": UPSTREAM_KEY,
-                                                      "timeout": 0.5, "price": {"input": "1", "output": "1"}}]}]}
+                                                      "timeout": judge_timeout,
+                                                      "price": {"input": "1", "output": "1"}}]}]}
 
 
 def ask(gw, n: int, model: str = "auto", key: str = MASTER) -> list[tuple[str, str]]:
@@ -175,6 +184,22 @@ def test_a_failing_or_unreadable_judge_never_touches_the_users_answer(tmp_path, 
     assert read_labels(url, "auto") == []  # recorded as such, never a guessed label
     users = [r for r in ledger(url) if r.endpoint == "chat"]
     assert len(users) == 4 and all(r.status == 200 and r.error_type is None for r in users)
+
+
+def test_users_are_answered_while_a_judge_call_is_pending(tmp_path, judge):
+    url = f"sqlite:///{tmp_path}/l.db"
+    with BackgroundGateway(from_dict(config(url, judge.base_url, "judge-hold", judge_timeout=30))) as gw:
+        ask(gw, 1)
+        deadline = time.monotonic() + 5
+        while not any(r["model"] == "judge-hold" for r in judge.requests) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(r["model"] == "judge-hold" for r in judge.requests)  # the first label's judge call is held
+        answers = ask(gw, 3)  # ...and users are answered meanwhile
+        assert len(answers) == 3 and all("[strong-sim]" in a for _, a in answers)
+        assert wait_labels(url, 1, timeout=0.2) == []  # no label while its judge is held
+        judge.release()
+        rows = wait_labels(url, 4)
+    assert [r["verdict"] for r in rows] == ["strong"] * 4
 
 
 def labelling_rows(url: str) -> list[Record]:
