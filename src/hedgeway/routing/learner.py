@@ -163,7 +163,7 @@ class Learner:
 
     async def _label(self, pair: Pair, rid: str, key_id: str, req: ChatRequest, served: str,
                      answer: bytes | list[bytes]) -> None:
-        outcome = "labelled"
+        outcome = "unstored"  # unless a step below says otherwise
         try:
             answer = assemble(answer) if isinstance(answer, list) else answer
             if answer is None:  # a stream that is no whole answer
@@ -193,12 +193,11 @@ class Learner:
                     return
                 label.verdict, label.strong_wins = combine(v1, v2)
                 label.detail = orjson.dumps({"strong_first": v1, "weak_first": v2}).decode()
-            outcome = label.verdict
             await self.describe(label, req.body)
             await asyncio.to_thread(lambda: self.store().put([label]))
+            outcome = label.verdict
         except Exception as exc:  # noqa: BLE001 - labelling must never surface; the count and log say it failed
             log.warning("label for %s on %s not stored (%s)", rid, pair.route, type(exc).__name__)
-            outcome = "unstored"
         finally:
             self.in_flight[pair.route] -= 1
             self.counts[(pair.route, outcome)] += 1
