@@ -299,3 +299,23 @@ def test_learn_needs_two_models():
     assert err.value.path == "router.routes[0].learn"
     assert from_dict(config("sqlite:///x.db", "http://127.0.0.1:9/v1")).router.routes[0].learn.daily_budget \
         == Decimal("10")
+
+
+def test_judged_labels_in_postgres(judge, pg_admin):  # noqa: F811
+    import uuid
+
+    server, admin = pg_admin
+    schema = f"hw_learn_{uuid.uuid4().hex[:8]}"
+    url = f"{server}?schema={schema}"
+    try:
+        with BackgroundGateway(from_dict(config(url, judge.base_url, "judge-first"))) as gw:
+            answers = ask(gw, 2)
+            rows = wait_labels(url, 2)
+        assert sorted(r["id"] for r in rows) == sorted(rid for rid, _ in answers)
+        assert [(r["verdict"], r["strong_wins"]) for r in rows] == [("split", 0.5)] * 2
+        assert len(read_labels(url, "auto")) == 2
+        costs = admin.execute(f"SELECT endpoint, count(*) FROM {schema}.requests WHERE key_id = 'hedgeway:learn' "
+                              "GROUP BY endpoint ORDER BY endpoint").fetchall()
+        assert costs == [("judge", 4), ("shadow", 2)]
+    finally:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
