@@ -2,9 +2,11 @@
 
 A label line (`hedgeway router labels import|export`, the trainer's input):
 
-    {"id": str, "prompt": str | "messages": [...] | "embedding": [384 floats],
-     "strong": float, "weak": float}        per-tier quality scores, or
-     "strong_wins": float in [0, 1]}         1: the strong tier's answer is better, 0: the weak one's, 0.5: tie
+    {"id": str, "prompt": str | "messages": [...] | "embedding": [384 floats], "strong": float, "weak": float}
+    {"id": ..., "prompt" | "messages" | "embedding": ..., "strong_wins": float in [0, 1]}
+
+The first form gives each tier's quality (any one scale per file); the second which answer is better:
+1 the strong tier's, 0 the weak tier's, 0.5 a tie.
 
 `embedding` is the L2-normalised MiniLM vector of `prompt_text(request)` (what the semantic cache embeds:
 the last user turn), stored as float32. Labels from traffic keep the prompt itself only with

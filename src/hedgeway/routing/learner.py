@@ -208,9 +208,10 @@ class Learner:
         label.features = await asyncio.to_thread(features, body)
         if self.log_prompts:
             label.prompt = orjson.dumps(body.get("messages")).decode()
+        text = prompt_text(body)
         embedder = self._embedder if self._embedder is not None else await asyncio.to_thread(self.embedder)
-        if embedder:
-            vec = await embedder.embed([prompt_text(body)])
+        if embedder and text.strip():  # no user text (tool results only, images): nothing to embed
+            vec = await embedder.embed([text])
             label.embedding = encode_embedding(vec[0])
 
     def embedder(self) -> Any:
