@@ -250,24 +250,50 @@ def _budget_resumes_next_day(url: str) -> None:
                       ("judge", '{"learn":"aut%"}', "9")])
     today = _learner(url, lambda: now)
     assert asyncio.run(today.room(today.pairs["auto"])) is False  # 0.55 of 0.50 spent
-    assert today.spent[("auto", int(now // 86400))] == Decimal("0.55")
+    assert today.spent["auto"].total() == Decimal("0.55")
     tomorrow = _learner(url, lambda: now + 86400)
     assert asyncio.run(tomorrow.room(tomorrow.pairs["auto"])) is True
     today.close()
     tomorrow.close()
 
 
+def _replicas_share_the_budget(url: str) -> None:
+    from hedgeway.routing.learner import REFRESH
+
+    clock = [time.time()]
+    mine = _learner(url, lambda: clock[0])
+    pair, run = mine.pairs["auto"], lambda: asyncio.run(mine.room(pair))
+    assert run() is True
+    _spend(url, clock[0], [("judge", '{"learn":"auto"}', "0.20"), ("shadow", '{"learn":"auto"}', "0.20")])
+    mine.spent["auto"].own.append((clock[0], Decimal("0.20")))  # one of the two rows is its own call
+    assert run() is True and mine.spent["auto"].total() == Decimal("0.20")  # until the next read
+    clock[0] += REFRESH
+    assert run() is True and mine.spent["auto"].total() == Decimal("0.40")  # both replicas', its own once
+    _spend(url, clock[0], [("judge", '{"learn":"auto"}', "0.09")])  # the other replica again
+    clock[0] += REFRESH - 1
+    mine.spent["auto"].own.append((clock[0], Decimal("0.02")))  # its own, maybe not in the ledger yet
+    clock[0] += 1
+    assert run() is False and mine.spent["auto"].total() == Decimal("0.51")  # counted on top, never less
+    mine.close()
+
+
 def test_budget_resumes_the_next_day_sqlite(tmp_path):
     _budget_resumes_next_day(f"sqlite:///{tmp_path}/b.db")
 
 
-def test_budget_resumes_the_next_day_postgres(pg_admin):  # noqa: F811
+def test_replicas_share_the_budget_through_the_ledger_sqlite(tmp_path):
+    _replicas_share_the_budget(f"sqlite:///{tmp_path}/b.db")
+
+
+def test_budget_in_postgres(pg_admin):  # noqa: F811
     import uuid
 
     server, admin = pg_admin
     schema = f"hw_learn_{uuid.uuid4().hex[:8]}"
     try:
         _budget_resumes_next_day(f"{server}?schema={schema}")
+        admin.execute(f"TRUNCATE {schema}.requests")
+        _replicas_share_the_budget(f"{server}?schema={schema}")
     finally:
         admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 

@@ -12,8 +12,8 @@ any other model (a middle tier, a fallback, a canary's candidate, the cache) is 
 request costs three labelling calls, each its own ledger row that no user budget is charged for
 (key_id `hedgeway:learn`, `route` `{"learn": NAME}`): the other tier's answer (`endpoint: shadow`) and
 the judge, once per order (`endpoint: judge`). Before each call the route's spend of the UTC day is
-checked against `daily_budget` (read from the ledger the first time each day, so a restart keeps
-counting; calls already in flight may end above it). The user's response is never delayed, changed or
+checked against `daily_budget`: the ledger's sum, re-read every REFRESH seconds (so a restart and the other
+replicas count too), plus this process's calls since (calls already in flight may end above it). The user's response is never delayed, changed or
 failed: the work starts after it, runs as a background task (at most `max_in_flight` per route; beyond,
 the request is skipped and counted) and every failure is only counted.
 
@@ -52,6 +52,8 @@ log = logging.getLogger("hedgeway.learn")
 LEARN = Principal(key_id="hedgeway:learn")  # labelling calls: never a user's, never in a user's budget
 RECENT = 2048  # requests remembered for feedback (a reference to the body: no copy, no work)
 DAY = 86400
+REFRESH = 30.0  # seconds between reads of the day's labelling spend from the ledger
+UNFLUSHED = 2.0  # own calls this recent may not be in the ledger yet: counted on top of it (never less)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,19 @@ class Seen:
     pair: Pair
     served: str | None
     body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Spend:
+    """A route's labelling spend of one UTC day: the ledger's sum when read, plus this process's calls."""
+
+    day: int
+    ledger: Decimal
+    read_at: float
+    own: list[tuple[float, Decimal]]  # (when, USD) of this process's calls since the read
+
+    def total(self) -> Decimal:
+        return self.ledger + sum((c for _, c in self.own), Decimal(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +114,7 @@ class Learner:
         self._opening = threading.Lock()
         self.in_flight: Counter[str] = Counter()
         self.counts: Counter[tuple[str, str]] = Counter()
-        self.spent: dict[tuple[str, int], Decimal] = {}
+        self.spent: dict[str, Spend] = {}
         self._loading = asyncio.Lock()
         self._recent: OrderedDict[str, Seen] = OrderedDict()
         self._embedder: Any = None
@@ -135,15 +150,22 @@ class Learner:
                 self._store = LabelStore(self.url)
         return self._store
 
+    def _stale(self, route: str, now: float) -> bool:
+        s = self.spent.get(route)
+        return s is None or s.day != int(now // DAY) or now - s.read_at >= REFRESH
+
     async def room(self, pair: Pair) -> bool:
         """Whether the route's labelling spend of the current UTC day is below its daily budget."""
-        day = int(self.clock() // DAY)
-        if (pair.route, day) not in self.spent:
+        now = self.clock()
+        if self._stale(pair.route, now):
             async with self._loading:
-                if (pair.route, day) not in self.spent:
-                    spent = await asyncio.to_thread(lambda: self.store().spent(pair.tag, day * DAY))
-                    self.spent[(pair.route, day)] = spent
-        return self.spent[(pair.route, day)] < pair.spec.daily_budget
+                if self._stale(pair.route, now):
+                    day = int(now // DAY)
+                    ledger = await asyncio.to_thread(lambda: self.store().spent(pair.tag, day * DAY))
+                    old = self.spent.get(pair.route)
+                    own = [(t, c) for t, c in old.own if t > now - UNFLUSHED] if old and old.day == day else []
+                    self.spent[pair.route] = Spend(day, ledger, now, own)
+        return self.spent[pair.route].total() < pair.spec.daily_budget
 
     async def _call(self, pair: Pair, rid: str, endpoint: str, model: str, req: ChatRequest) -> bytes | None:
         """One labelling call's answer; None when the budget is spent. Raises HedgewayError."""
@@ -151,8 +173,7 @@ class Learner:
             return None
         outcome, fields = await self.again(_Caller(rid), endpoint, model, req, canary=False,
                                            tag={"learn": pair.route})
-        day = (pair.route, int(self.clock() // DAY))
-        self.spent[day] = self.spent.get(day, Decimal(0)) + fields["cost"]
+        self.spent[pair.route].own.append((self.clock(), fields["cost"]))
         return outcome.result.body
 
     async def _verdict(self, pair: Pair, rid: str, req: ChatRequest, a: str, b: str) -> tuple[bytes | None, Any]:
@@ -238,8 +259,8 @@ class Learner:
         lines += ["# HELP hedgeway_route_label_spend_usd Labelling spend of the current UTC day per route.",
                   "# TYPE hedgeway_route_label_spend_usd gauge"]
         day = int(self.clock() // DAY)
-        lines += [f'hedgeway_route_label_spend_usd{{route="{r}"}} {v:f}' for (r, d), v in sorted(self.spent.items())
-                  if d == day]
+        lines += [f'hedgeway_route_label_spend_usd{{route="{r}"}} {s.total():f}' for r, s in sorted(self.spent.items())
+                  if s.day == day]
         return "\n".join(lines) + "\n"
 
     def close(self) -> None:
