@@ -291,8 +291,7 @@ class Gateway:
         stream: StreamReply = outcome.result
         tap = UsageTap(keep_usage=req.include_usage)
         # the stream's chunks, for the cache (only on a miss), a shadow comparison and labels
-        kept: list[bytes] | None = ([] if lookup is not None or shadow is not None or req.model in self.learner.pairs
-                                    else None)
+        kept = [] if lookup is not None or shadow is not None or req.model in self.learner.pairs else None
         status, error = 499, "ClientDisconnected"  # unless the loop below finishes
         try:
             try:
