@@ -202,6 +202,21 @@ def test_users_are_answered_while_a_judge_call_is_pending(tmp_path, judge):
     assert [r["verdict"] for r in rows] == ["strong"] * 4
 
 
+def test_an_other_tier_that_falls_back_to_another_model_gives_no_label(tmp_path, judge):
+    url = f"sqlite:///{tmp_path}/l.db"
+    raw = config(url, judge.base_url)
+    raw["routing"]["fallbacks"] = {"weak": ["strong"]}  # the weak tier fails over to the strong model
+    raw["models"][1]["deployments"][0]["settings"]["failure_rate"] = 1.0
+    with BackgroundGateway(from_dict(raw)) as gw:
+        ask(gw, 2)
+        deadline = time.monotonic() + 5
+        while 'outcome="other_failed"} 2' not in (scrape := urlopen(gw.base_url[:-3] + "/metrics").read().decode()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert 'hedgeway_route_labels_total{route="auto",outcome="other_failed"} 2' in scrape
+    assert wait_labels(url, 0) == [] and [r.endpoint for r in labelling_rows(url)] == ["shadow"] * 2  # no judge
+
+
 def labelling_rows(url: str) -> list[Record]:
     return [r for r in ledger(url) if r.endpoint in ("shadow", "judge")]
 

@@ -13,9 +13,11 @@ request costs three labelling calls, each its own ledger row that no user budget
 (key_id `hedgeway:learn`, `route` `{"learn": NAME}`): the other tier's answer (`endpoint: shadow`) and
 the judge, once per order (`endpoint: judge`). Before each call the route's spend of the UTC day is
 checked against `daily_budget`: the ledger's sum, re-read every REFRESH seconds (so a restart and the other
-replicas count too), plus this process's calls since (calls already in flight may end above it). The user's response is never delayed, changed or
-failed: the work starts after it, runs as a background task (at most `max_in_flight` per route; beyond,
-the request is skipped and counted) and every failure is only counted.
+replicas count too), plus this process's calls since (calls already in flight may end above it). The
+other tier's call must be answered by that tier's model: if it falls back to another model, no label.
+The user's response is never delayed, changed or failed: the work starts after it, runs as a background
+task (at most `max_in_flight` per route; beyond, the request is skipped and counted) and every failure is
+only counted.
 
 Every routed name with two models (with or without `learn`) takes application feedback
 (hedgeway.http.feedback): the last RECENT requests on them are remembered (a reference to the parsed
@@ -167,20 +169,23 @@ class Learner:
                     self.spent[pair.route] = Spend(day, ledger, now, own)
         return self.spent[pair.route].total() < pair.spec.daily_budget
 
-    async def _call(self, pair: Pair, rid: str, endpoint: str, model: str, req: ChatRequest) -> bytes | None:
-        """One labelling call's answer; None when the budget is spent. Raises HedgewayError."""
+    async def _call(self, pair: Pair, rid: str, endpoint: str, model: str, req: ChatRequest) -> Any:
+        """One labelling call's Outcome (its deployment, its answer); None when the budget is spent.
+        Raises HedgewayError."""
         if not await self.room(pair):
             return None
         outcome, fields = await self.again(_Caller(rid), endpoint, model, req, canary=False,
                                            tag={"learn": pair.route})
         self.spent[pair.route].own.append((self.clock(), fields["cost"]))
-        return outcome.result.body
+        return outcome
 
     async def _verdict(self, pair: Pair, rid: str, req: ChatRequest, a: str, b: str) -> tuple[bytes | None, Any]:
         body = {"model": pair.spec.judge, "messages": judge_messages(req.body.get("messages") or [], a, b),
                 "temperature": 0}
-        reply = await self._call(pair, rid, "judge", pair.spec.judge, ChatRequest(pair.spec.judge, body))
-        return reply, None if reply is None else parse_verdict(answer_text(reply))
+        outcome = await self._call(pair, rid, "judge", pair.spec.judge, ChatRequest(pair.spec.judge, body))
+        if outcome is None:
+            return None, None
+        return outcome.result.body, parse_verdict(answer_text(outcome.result.body))
 
     async def _label(self, pair: Pair, rid: str, key_id: str, req: ChatRequest, served: str,
                      answer: bytes | list[bytes]) -> None:
@@ -192,13 +197,17 @@ class Learner:
                 return
             other = pair.weak if served == "strong" else pair.strong
             try:
-                theirs = await self._call(pair, f"{rid}-learn", "shadow", other, req)
+                call = await self._call(pair, f"{rid}-learn", "shadow", other, req)
             except HedgewayError:
                 outcome = "other_failed"
                 return
-            if theirs is None:
+            if call is None:
                 outcome = "budget"
                 return
+            if call.deployment.model_name != other:  # it fell back to another model: no answer of that tier
+                outcome = "other_failed"
+                return
+            theirs = call.result.body
             strong, weak = (answer, theirs) if served == "strong" else (theirs, answer)
             strong, weak = answer_text(strong), answer_text(weak)
             label = Label(pair.route, rid, self.clock(), "judge", rid, key_id, pair.strong, pair.weak, served)
@@ -252,7 +261,7 @@ class Learner:
         if not any(p.spec for p in self.pairs.values()):
             return ""
         lines = ["# HELP hedgeway_route_labels_total Labelling of sampled requests per route, by outcome "
-                 "(strong, weak, tie, split, unparsed, error, budget, skipped, other_failed, unstored).",
+                 "(strong, weak, tie, split, unparsed, error, budget, skipped, other_failed, no_answer, unstored).",
                  "# TYPE hedgeway_route_labels_total counter"]
         lines += [f'hedgeway_route_labels_total{{route="{r}",outcome="{o}"}} {n}'
                   for (r, o), n in sorted(self.counts.items())]
