@@ -18,7 +18,7 @@ from hedgeway.http.background import BackgroundGateway
 from hedgeway.routing.label_store import LabelStore, read_labels
 from test_admin_api import call, make_key
 from test_ledger_postgres import pg_admin  # noqa: F401  (the shared PostgreSQL fixture)
-from test_route_learner import sim
+from test_route_learner import config as learn_config, judge, sim, wait_labels  # noqa: F401  (judge: fixture)
 
 
 def config(url: str, complex_threshold: float = 0.0) -> dict:
@@ -68,6 +68,15 @@ def test_feedback_is_only_for_the_callers_own_requests(tmp_path):
     assert rows[bobs]["strong"] == 0.9 and rows[bobs]["weak"] is None and rows[bobs]["strong_wins"] is None
     lines = read_labels(url, "auto")  # a one-sided score is kept, but is no training example
     assert [(ln["id"], ln["strong_wins"], len(ln["embedding"])) for ln in lines] == [(f"{rid}/feedback", 0.25, 384)]
+
+
+def test_a_judged_request_with_feedback_is_one_training_example_the_applications(tmp_path, judge):  # noqa: F811
+    url = f"sqlite:///{tmp_path}/f.db"
+    with BackgroundGateway(from_dict(learn_config(url, judge.base_url))) as gw:
+        rid = request_id(gw, MASTER)
+        assert [r["verdict"] for r in wait_labels(url, 1)] == ["strong"]
+        assert feedback(gw, MASTER, {"request_id": rid, "strong_wins": 0})[0] == 200
+    assert [(ln["id"], ln["strong_wins"]) for ln in read_labels(url, "auto")] == [(f"{rid}/feedback", 0.0)]
 
 
 @pytest.mark.parametrize("body, raw, param", [

@@ -158,7 +158,17 @@ class LabelStore:
         return self.db.read(lambda q: sql.select(q, route))
 
     def lines(self, route: str) -> list[dict[str, Any]]:
-        return [line for line in map(to_line, self.rows(route)) if line is not None]
+        """The route's training examples, one per prompt: a request both judged and given feedback keeps
+        the application's label (the same prompt twice would leak across cross-validation folds)."""
+        best: dict[Any, tuple[int, dict[str, Any]]] = {}
+        for row in self.rows(route):
+            line = to_line(row)
+            if line is not None:
+                key = row["request_id"] or ("import", row["id"])
+                rank = int(row["source"] == "feedback")
+                if key not in best or rank >= best[key][0]:
+                    best[key] = (rank, line)
+        return [line for _, line in best.values()]
 
     def counts(self, route: str) -> dict[str, int]:
         return self.db.read(lambda q: sql.counts(q, route))
