@@ -73,3 +73,6 @@ def test_judge_messages_show_both_answers_in_the_given_order_and_bound_their_siz
     assert "system: be brief" in text and "user: What is 2+2?" in text
     assert text.index("assistant A's answer]\nfour") < text.index("assistant B's answer]\nxxx")
     assert len(text) < 7000 + 500
+    long = judge_messages([{"role": "user", "content": f"turn {i} " + "y" * 3000} for i in range(30)] +
+                          [{"role": "user", "content": "the question"}], "a", "b")[1]["content"]
+    assert "user: the question" in long and "turn 0 " not in long and len(long) < 2 * 6000 + 500

@@ -54,9 +54,10 @@ def _text(content: Any) -> str:
 
 
 def judge_messages(messages: list[dict], first: str, second: str) -> list[dict]:
-    """The judge's messages: the conversation (role-tagged, each part cut at MAX_CHARS), then A and B."""
+    """The judge's messages: the conversation (role-tagged, each message cut at MAX_CHARS, the whole at
+    2 × MAX_CHARS from its end, where the request is), then A and B (each cut at MAX_CHARS)."""
     convo = "\n\n".join(f"{m.get('role', 'user')}: {_text(m.get('content'))[:MAX_CHARS]}"
-                        for m in messages if isinstance(m, dict))
+                        for m in messages if isinstance(m, dict))[-2 * MAX_CHARS:]
     user = (f"[User request]\n{convo}\n\n"
             f"[The start of assistant A's answer]\n{first[:MAX_CHARS]}\n[The end of assistant A's answer]\n\n"
             f"[The start of assistant B's answer]\n{second[:MAX_CHARS]}\n[The end of assistant B's answer]")
