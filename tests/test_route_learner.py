@@ -217,6 +217,19 @@ def test_an_other_tier_that_falls_back_to_another_model_gives_no_label(tmp_path,
     assert wait_labels(url, 0) == [] and [r.endpoint for r in labelling_rows(url)] == ["shadow"] * 2  # no judge
 
 
+def test_labelling_is_never_charged_to_a_users_budget(tmp_path, judge):
+    url = f"sqlite:///{tmp_path}/l.db"
+    raw = config(url, judge.base_url)
+    raw["limits"] = {"budgets": [{"limit": "0.01", "period": "daily"}], "budget_wait": 0}  # on every request
+    raw["models"][2]["deployments"][0]["price"] = {"input": "100", "output": "100"}  # $0.04 a judge call
+    with BackgroundGateway(from_dict(raw)) as gw:
+        for i in range(3):  # each label spends 8x the user budget; the users are admitted all the same
+            assert len(ask(gw, 1)) == 1
+            assert len(wait_labels(url, i + 1)) == i + 1
+    judged = [r for r in labelling_rows(url) if r.endpoint == "judge"]
+    assert len(judged) == 6 and sum(r.cost for r in judged) > Decimal("0.2")
+
+
 def labelling_rows(url: str) -> list[Record]:
     return [r for r in ledger(url) if r.endpoint in ("shadow", "judge")]
 
