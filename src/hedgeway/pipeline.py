@@ -333,9 +333,8 @@ class Gateway:
 
     async def _again(self, ctx: RequestContext, endpoint: str, model: str, req: ChatRequest,
                      canary: bool = True, tag: dict[str, Any] | None = None) -> tuple[Outcome, dict[str, Any]]:
-        """The same request once more, non-streaming, after the user has the answer (canary checks,
-        shadow copies, labels), to `model`. Its own ledger record under `endpoint` (its `route`: `tag`)
-        bills it; a failure is recorded and raised (HedgewayError)."""
+        """The same request again to `model`, non-streaming, after the user has the answer (canary checks, shadows,
+        labels), billed by its own ledger record (`endpoint`, route `tag`); a failure is recorded and raised."""
         again = RequestContext(f"{ctx.request_id}-{endpoint}", ctx.principal, time.perf_counter(), time.time(),
                                route=tag)
         body = {k: v for k, v in req.body.items() if k not in ("stream", "stream_options")}
