@@ -243,6 +243,16 @@ def pinned(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > core else []
 
 
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Our own children only, by handle, last started first; SIGTERM lets the gateway flush its ledger."""
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def sh(*cmd: str) -> str:
     return subprocess.run(cmd, capture_output=True, check=False, text=True).stdout.strip()
 
@@ -308,12 +318,7 @@ def main() -> None:
         load0 = "/".join(f"{x:.1f}" for x in os.getloadavg())   # other jobs on the 2 cores skew everything
         runs = asyncio.run(run_all(args, key, gw.pid))
     finally:
-        for p in reversed(procs):   # our own children only, by handle; SIGTERM lets the ledger flush
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
     load = f"load average {load0} at start, {'/'.join(f'{x:.1f}' for x in os.getloadavg())} at end"
     meta = {"date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "machine": f"{machine}; {load}",
             "rev": (sh("git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD") or "unknown")

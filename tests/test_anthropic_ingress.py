@@ -275,7 +275,7 @@ def test_client_leaving_mid_stream_is_recorded_and_frees_the_upstream(gw, ledger
     [row] = records(ledger_url, 1)
     assert (row.endpoint, row.status, row.error_type) == ("messages", 499, "ClientDisconnected")
     status, _, data = raw(gw, "GET", "/metrics")
-    gauges = [line for line in data.decode().splitlines() if line.startswith('llm_queue_depth{deployment="trickle')]
+    gauges = [line for line in data.decode().splitlines() if line.startswith('hedgeway_inflight_requests{deployment="trickle')]
     assert status == 200 and len(gauges) == 1 and gauges[0].endswith(" 0")  # nothing left in flight
 
 

@@ -55,7 +55,7 @@ def test_json_is_exact(ledger, capsys):
     assert rows["gpt-4o-mini"]["requests"] == 3 and rows["gpt-4o-mini"]["errors"] == 1
     assert rows["gpt-4o-mini"]["prompt_tokens"] == 300 and rows["gpt-4o-mini"]["completion_tokens"] == 30
     assert rows["claude-haiku"]["cost"] == "1.234567875"
-    assert set(rows["claude-haiku"]) == {"model_name", "requests", "errors", "prompt_tokens",
+    assert set(rows["claude-haiku"]) == {"model_name", "requests", "errors", "estimated", "prompt_tokens",
                                          "completion_tokens", "cost", "latency_p50_ms"}
 
 
@@ -63,15 +63,15 @@ def test_table_default_groups_by_day_and_model(ledger, capsys):
     code, out, _ = spend(capsys, "--db", ledger)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["day", "model", "requests", "errors", "prompt", "tokens", "completion", "tokens",
-                                "cost", "(USD)"]
+    assert lines[0].split() == ["day", "model", "requests", "errors", "estimated", "prompt", "tokens", "completion",
+                                "tokens", "cost", "(USD)"]
     body = [line.split() for line in lines if line[:1].isdigit()]
     assert body == [
-        ["2024-05-01", "claude-haiku", "1", "0", "1", "0", "0.000000"],
-        ["2024-05-01", "gpt-4o-mini", "3", "1", "300", "30", "0.300000"],
-        ["2024-05-02", "claude-haiku", "1", "0", "100", "10", "1.234568"],
+        ["2024-05-01", "claude-haiku", "1", "0", "0", "1", "0", "0.000000"],
+        ["2024-05-01", "gpt-4o-mini", "3", "1", "0", "300", "30", "0.300000"],
+        ["2024-05-02", "claude-haiku", "1", "0", "0", "100", "10", "1.234568"],
     ]
-    assert lines[-1].split() == ["total", "5", "1", "401", "40", "1.534568"]
+    assert lines[-1].split() == ["total", "5", "1", "0", "401", "40", "1.534568"]
     # right-aligned numbers: every non-rule line ends in the same column
     assert len({len(line) for line in lines if not line.startswith("-")}) == 1
 

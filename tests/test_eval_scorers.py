@@ -8,10 +8,10 @@ import types
 import numpy as np
 import pytest
 
-from hedgeway.canary.quality import lcs_len
 from hedgeway.errors import ConfigError
 from hedgeway.evals.dataset import Case
-from hedgeway.evals.scorers import SCORERS, Env, parse_judge, rouge_l_f1, score_case
+from hedgeway.evals.rouge import lcs_len
+from hedgeway.evals.scorers import SCORERS, Env, parse_judge, score_case
 
 
 def case(**kw) -> Case:
@@ -25,11 +25,11 @@ def score(name: str, output: str, c: Case, **settings):
 def test_lcs_and_rouge_l_known_values():
     assert lcs_len(list("ABCBDAB"), list("BDCABA")) == 4  # the textbook example
     assert lcs_len([], ["a"]) == 0
-    # candidate 4 words, reference 5, LCS "the cat on mat" = 4: P=1, R=0.8, F1=8/9
-    assert rouge_l_f1("the cat on mat", "The cat sat on mat") == pytest.approx(8 / 9)
-    assert rouge_l_f1("a b c", "c b a") == pytest.approx(1 / 3)  # order matters: LCS is 1
-    assert rouge_l_f1("x y", "p q") == 0.0
-    assert rouge_l_f1("", "") == 1.0 and rouge_l_f1("", "a") == 0.0
+    # output 4 words, reference 5, LCS "the cat on mat" = 4: P=1, R=0.8, F1=8/9
+    assert score("rouge_l", "the cat on mat", case(reference="The cat sat on mat")).value == pytest.approx(8 / 9)
+    assert score("rouge_l", "a b c", case(reference="c b a")).value == pytest.approx(1 / 3)  # order: LCS is 1
+    assert score("rouge_l", "x y", case(reference="p q")).value == 0.0
+    assert score("rouge_l", "", case(reference="")).value == 0.0  # rouge-score: an empty side scores 0
 
 
 def test_exact_contains_regex_json():

@@ -203,7 +203,7 @@ def test_schemathesis_finds_no_server_error(gw):
     _, _, data = send(gw, b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
     doc = orjson.loads(data)
     # Point generated requests at this gateway's model, so they get past routing into the pipeline.
-    for schema in ("ChatCompletionRequest", "EmbeddingsRequest"):
+    for schema in ("ChatCompletionRequest", "EmbeddingsRequest", "ResponsesRequest"):
         doc["components"]["schemas"][schema]["properties"]["model"] = {"enum": ["sim", "nope"]}
     schema = schemathesis.openapi.from_dict(doc)
     base = f"http://127.0.0.1:{gw.port}"

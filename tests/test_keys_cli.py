@@ -111,7 +111,7 @@ def test_spend_by_user_and_period_is_exact(db, capsys):
         ("2024-04-29", None, 2, "0.2"), ("2024-05-06", None, 3, "1.100000075")]  # weeks start on Monday
     code, out, _ = run(capsys, "spend", "--db", db, "--by", "user", "--period", "month")
     assert code == 0 and out.splitlines()[0].split()[:3] == ["period", "user", "requests"]
-    assert out.splitlines()[-1].split() == ["total", "5", "0", "0", "0", "1.300000"]
+    assert out.splitlines()[-1].split() == ["total", "5", "0", "0", "0", "0", "1.300000"]
 
 
 def test_cli_revocation_stops_two_serve_processes_within_a_second(tmp_path, upstream, capsys, monkeypatch):

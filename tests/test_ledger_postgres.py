@@ -179,7 +179,8 @@ def test_spend_groups_and_since(pg):
     ])
     by_model = {r["model_name"]: r for r in pg.spend(group_by=["model_name"])}
     assert by_model["a"] == {"model_name": "a", "requests": 3, "errors": 1, "prompt_tokens": 60,
-                             "completion_tokens": 4, "cost": Decimal("0.04"), "latency_p50_ms": 20.0}
+                             "completion_tokens": 4, "cost": Decimal("0.04"), "latency_p50_ms": 20.0,
+                             "estimated": 0}
     assert by_model["b"]["cost"] == Decimal("3.005") and by_model["b"]["errors"] == 1
     days = pg.spend(group_by=["day"])
     assert [(r["day"], r["requests"], r["cost"]) for r in days] == [

@@ -204,7 +204,8 @@ def test_spend_groups(store):
     ])
     by_model = {r["model_name"]: r for r in store.spend(group_by=["model_name"])}
     assert by_model["a"] == {"model_name": "a", "requests": 3, "errors": 1, "prompt_tokens": 60,
-                             "completion_tokens": 4, "cost": Decimal("0.04"), "latency_p50_ms": 20.0}
+                             "completion_tokens": 4, "cost": Decimal("0.04"), "latency_p50_ms": 20.0,
+                             "estimated": 0}
     assert by_model["b"]["requests"] == 3 and by_model["b"]["errors"] == 1
     assert by_model["b"]["cost"] == Decimal("3.005")
     days = store.spend(group_by=["day"])
@@ -221,7 +222,7 @@ def test_spend_since_and_empty(store):
     store.write([rec(1, ts=DAY1, cost=Decimal("1")), rec(2, ts=DAY2, cost=Decimal("2"))])
     [row] = store.spend(since=DAY1 + 1, group_by=["day"])
     assert row == {"day": "2024-05-02", "requests": 1, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                   "cost": Decimal("2"), "latency_p50_ms": 0.0}
+                   "cost": Decimal("2"), "latency_p50_ms": 0.0, "estimated": 0}
     assert store.spend(since=DAY2 + 1) == []
 
 

@@ -20,14 +20,14 @@ from hedgeway.types import Budget, Principal, RateLimit, Usage
 from test_limits_support import MODELS, delete_prefix, limiter, new_prefix, redis_available, run
 
 MASTER = Principal(key_id="master")
-PROMPT = [{"role": "user", "content": "x" * 30}]  # 3 + 4 + 30/3 = 17 estimated tokens
+PROMPT = [{"role": "user", "content": "x" * 30}]  # 30/3 + chat template 3 + 5 + 19 = 37 estimated tokens
 
 
 def body(max_tokens: int = 20000) -> dict:
     return {"model": "cheap", "messages": PROMPT, "max_tokens": max_tokens}
 
 
-AMOUNT = Decimal(17 * 10 + 20000 * 20) / 1_000_000  # $0.40017 reserved per request
+AMOUNT = Decimal(37 * 10 + 20000 * 20) * Decimal("1.1") / 1_000_000  # $0.4404070 reserved (10 % margin)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -54,7 +54,7 @@ def test_budget_refuses_with_scope_limit_period_and_reset(make):
         lim.settle(t1, Usage(10, 100), Decimal("0.30"))
         lim.settle(t2, Usage(10, 100), Decimal("0.30"))
         await asyncio.sleep(0.05)  # redis settles in a background task
-        with pytest.raises(BudgetExceeded) as hard:  # $0.40 left, the request may cost $0.40017
+        with pytest.raises(BudgetExceeded) as hard:  # $0.40 left, the request may cost $0.440407
             await lim.admit(MASTER, "cheap", body())
         exc = hard.value
         assert exc.status_code == 429 and exc.code == "budget_exceeded"
@@ -131,13 +131,13 @@ def test_tpm_counts_the_estimate_then_the_actual_tokens(make):
     async def main():
         lim = make()
         p = Principal(key_id="k2", limits=(RateLimit("key:k2", tpm=100),))
-        t = await lim.admit(p, "cheap", body(40))  # 17 + 40 = 57 tokens
+        t = await lim.admit(p, "cheap", body(40))  # 37 + 40 = 77 tokens
         with pytest.raises(RateLimited) as exc:
-            await lim.admit(p, "cheap", body(40))  # 114 > 100
+            await lim.admit(p, "cheap", body(40))  # 154 > 100
         assert "key:k2" in exc.value.message and "tokens" in exc.value.message
         lim.settle(t, Usage(5, 5), Decimal(0))  # actually 10 tokens
         await asyncio.sleep(0.05)
-        await lim.admit(p, "cheap", body(40))  # 10 + 57 = 67
+        await lim.admit(p, "cheap", body(40))  # 10 + 77 = 87
         await lim.close()
     run(main())
 

@@ -67,7 +67,8 @@ def test_estimate_is_conservative_and_uses_the_dearest_reachable_deployment():
                          {"role": "user", "content": [{"type": "text", "text": "y" * 9},
                                                       {"type": "image_url", "image_url": {"url": "data:..."}}]}],
             "n": 2}
-    assert est.prompt_tokens(body) == 3 + 2 * 4 + 13 + IMAGE_TOKENS
+    # the chat template: 3 per request and 5 per message (a system message is there: no default one)
+    assert est.prompt_tokens(body) == 3 + 2 * 5 + 13 + IMAGE_TOKENS
     assert est.output_tokens(body) == (2000, False)  # default max × n
     assert est.output_tokens({"messages": [], "max_completion_tokens": 7, "max_tokens": 99}) == (7, True)
     assert est.prompt_tokens({"input": ["abc", "abcdef"]}) == 2 + 3

@@ -23,11 +23,11 @@ from hedgeway.ledger import open_store
 from test_limits_support import REDIS_URL, delete_prefix, free_port, new_prefix, redis_available, run
 
 
-def post(gw, body: dict) -> tuple[int, dict, dict]:
+def post(gw, body: dict, key: str = MASTER) -> tuple[int, dict, dict]:
     u = urlsplit(gw.base_url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
-                 headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"})
+                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     resp = conn.getresponse()
     data = json.loads(resp.read())
     conn.close()
@@ -138,11 +138,11 @@ class Receiver:
 @pytest.mark.parametrize("fmt", ["json", "slack"])
 def test_budget_alert_webhook_is_retried_and_sent_once(upstream, ledger_url, fmt):
     hook = Receiver(fail=2)
-    # Each request reserves $0.00000765 and costs $0.0000045: 50% of $0.000025 is crossed by the 3rd
-    # request, 70% by the 4th; the 5th no longer fits.
+    # Each request reserves $0.000011715 ((4 + 27 template tokens) x $0.15/M + 10 x $0.60/M, + 10 %) and
+    # costs $0.0000045: 50% of $0.000027 is crossed by the 3rd request, 65% by the 4th; the 5th no longer fits.
     cfg = gateway_config(upstream.base_url, ledger_url, limits={
-        "budgets": [{"limit": "0.000025", "period": "weekly"}], "budget_wait": 0,
-        "alerts": {"thresholds": [0.5, 0.7], "webhook": f"http://127.0.0.1:{hook.port}/hook", "format": fmt,
+        "budgets": [{"limit": "0.000027", "period": "weekly"}], "budget_wait": 0,
+        "alerts": {"thresholds": [0.5, 0.65], "webhook": f"http://127.0.0.1:{hook.port}/hook", "format": fmt,
                    "backoff": 0.05}})
     try:
         with BackgroundGateway(from_dict(cfg)) as gw:
@@ -151,17 +151,17 @@ def test_budget_alert_webhook_is_retried_and_sent_once(upstream, ledger_url, fmt
             deadline = time.time() + 5
             while len(hook.bodies) < 2 and time.time() < deadline:
                 time.sleep(0.05)
-            assert post(gw, chat(10))[0] == 429  # $0.000007 left: stopped before 100%
+            assert post(gw, chat(10))[0] == 429  # $0.000009 left: stopped before 100%
     finally:
         hook.stop()
     assert len(hook.bodies) == 2
     texts = [b["text"] for b in hook.bodies]
-    assert "50%" in texts[0] and "70%" in texts[1] and "global weekly budget" in texts[0]
+    assert "50%" in texts[0] and "65%" in texts[1] and "global weekly budget" in texts[0]
     if fmt == "slack":
         assert all(set(b) == {"text"} for b in hook.bodies)
     else:
         first = hook.bodies[0]
-        assert first["threshold"] == 0.5 and first["scope"] == "global" and first["limit_usd"] == "0.000025"
+        assert first["threshold"] == 0.5 and first["scope"] == "global" and first["limit_usd"] == "0.000027"
         assert first["spent_usd"] == "0.0000135" and first["resets_at"].endswith("T00:00:00Z")
 
 

@@ -101,7 +101,7 @@ def test_fail_open_uses_local_limits():
 
     async def main():
         lim = limiter("redis", "x:", redis={"url": url}, fail="open", budget_wait=0,
-                      budgets=[{"limit": "0.0006"}])  # 2 requests of $0.00028 (pricey's prices)
+                      budgets=[{"limit": "0.0012"}])  # 2 requests of $0.000528 (pricey's prices)
         await lim.admit(MASTER, "cheap", BODY)
         await lim.admit(MASTER, "cheap", BODY)
         with pytest.raises(BudgetExceeded):

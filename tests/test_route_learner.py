@@ -228,6 +228,8 @@ def test_labelling_is_never_charged_to_a_users_budget(tmp_path, judge):
             assert len(wait_labels(url, i + 1)) == i + 1
     judged = [r for r in labelling_rows(url) if r.endpoint == "judge"]
     assert len(judged) == 6 and sum(r.cost for r in judged) > Decimal("0.2")
+    with BackgroundGateway(from_dict(raw)) as gw:  # a restart restores the budget from the ledger: users only
+        assert len(ask(gw, 1)) == 1
 
 
 def labelling_rows(url: str) -> list[Record]:

@@ -59,19 +59,20 @@ def seeded(now: float) -> list[Record]:
 @pytest.fixture(scope="module")
 def ui(upstream, tmp_path_factory):
     """(gateway, ledger rows) — the seeded rows plus one live request that settles the global budget
-    into its alert band (0.0000045 of 0.0000055 ≥ the 0.8 threshold)."""
+    into its alert band (0.0000045 of 0.000008 ≥ the 0.5 threshold; the reservation, $0.00000792, fits)."""
     db = tmp_path_factory.mktemp("ui") / "ledger.db"
     store = SQLiteStore(db)
     store.migrate()
-    store.write(seeded(time.time()))
     cfg = gateway_config(upstream.base_url, f"sqlite:///{db}",
-                         limits={"budgets": [{"limit": "0.0000055", "period": "daily"}],
-                                 "alerts": {"thresholds": [0.5, 0.8]}})
+                         limits={"budgets": [{"limit": "0.000008", "period": "daily"}],
+                                 "alerts": {"thresholds": [0.3, 0.5]}})
     with BackgroundGateway(from_dict(cfg)) as gw:
         status, _ = call(gw, "POST", "/v1/chat/completions",
                          {"model": "gpt-4o-mini", "max_tokens": 5,
                                  "messages": [{"role": "user", "content": "hi"}]})
         assert status == 200
+        # seeded after start: a gateway restores today's spend from the ledger, and the budget is for the live one
+        store.write(seeded(time.time()))
         deadline = time.time() + 5
         while len(store.records()) < 402 and time.time() < deadline:
             time.sleep(0.05)
@@ -163,8 +164,8 @@ def test_live_budgets_and_breakers(ui):
     (live_row,) = [r for r in rows if not r.request_id.startswith("seed-")]
     _, live = call(gw, "GET", "/ui/api/live")
     (budget,) = live["budgets"]
-    assert (budget["scope"], budget["period"], budget["state"], budget["threshold"]) == ("global", "daily", "alert", 0.8)
-    assert Decimal(budget["spent"]) == live_row.cost and Decimal(budget["limit"]) == Decimal("0.0000055")
+    assert (budget["scope"], budget["period"], budget["state"], budget["threshold"]) == ("global", "daily", "alert", 0.5)
+    assert Decimal(budget["spent"]) == live_row.cost and Decimal(budget["limit"]) == Decimal("0.000008")
     assert live["breakers"]["gpt-4o-mini/openai/ok-mini"]["state"] == "closed"
     assert live["breakers"]["gpt-4o-mini/openai/ok-mini"]["calls"] >= 1
     assert live["canaries"] == []

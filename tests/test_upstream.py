@@ -144,3 +144,114 @@ def test_connection_refused_and_garbage_are_upstream_errors():
         server.close()
 
     asyncio.run(main())
+
+
+def test_interim_1xx_responses_are_skipped_and_never_answer_the_next_request():
+    """103 Early Hints / 100 Continue precede the real answer; request B must get B's answer, not A's."""
+    async def handler(reader, writer, n):
+        while True:
+            try:
+                _, body = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            answer = b'{"for":' + body + b"}"
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                         b"HTTP/1.1 100 Continue\r\n\r\n"
+                         b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+
+    async def main():
+        server, url = await scripted(handler)
+        pool = Pool(url)
+        got = []
+        for name in (b'"A"', b'"B"'):
+            resp = await pool.request("POST", "/x", b"", name, 5, 5)
+            got.append((resp.status, "link" in resp.headers, await resp.read()))
+        pool.close()
+        server.close()
+        return got
+
+    assert asyncio.run(main()) == [(200, False, b'{"for":"A"}'), (200, False, b'{"for":"B"}')]
+
+
+def one_shot(raw: bytes):
+    """A handler that answers every request on its connection with `raw`, then closes if raw says so."""
+    async def handler(reader, writer, n):
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(raw)
+            await writer.drain()
+            if b"close" in raw.lower() or b"HTTP/1.0" in raw:
+                return
+    return handler
+
+
+def exchange(raw: bytes, times: int = 2, stream: bool = False):
+    """Send `times` requests through one pool; returns [(status, body)] and the connections used."""
+    async def main():
+        server, url = await scripted(one_shot(raw))
+        pool = Pool(url)
+        got = []
+        for _ in range(times):
+            resp = await pool.request("POST", "/x", b"", b"{}", 5, 5)
+            body = b"".join([c async for c in resp]) if stream else await resp.read()
+            got.append((resp.status, body))
+        pool.close()
+        server.close()
+        return got
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("head", [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", b"HTTP/1.0 200 OK\r\n\r\n"])
+def test_a_body_delimited_by_the_close_completes_and_its_connection_is_not_reused(head, stream):
+    body = b"data: 1\n\ndata: [DONE]\n\n" if stream else b'{"ok":true}'
+    assert exchange(head + body, 2, stream) == [(200, body), (200, body)]  # second: a fresh connection
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gzip_bodies_are_asked_for_and_decoded(stream):
+    import gzip
+    seen = []
+
+    async def handler(reader, writer, n):
+        head, _ = await read_request(reader)
+        seen.append(head.lower())
+        packed = gzip.compress(b'{"ok":true}')
+        if stream:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(0, len(packed), 7):
+                writer.write(b"%x\r\n%s\r\n" % (len(packed[i:i + 7]), packed[i:i + 7]))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(packed), packed))
+        await writer.drain()
+
+    async def main():
+        server, url = await scripted(handler)
+        resp = await Pool(url).request("POST", "/x", b"", b"{}", 5, 5)
+        body = b"".join([c async for c in resp]) if stream else await resp.read()
+        server.close()
+        return body
+
+    assert asyncio.run(main()) == b'{"ok":true}'
+    assert b"accept-encoding: gzip" in seen[0]
+
+
+def test_a_corrupt_gzip_body_is_an_upstream_error():
+    raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello"
+    with pytest.raises(UpstreamError, match="compressed"):
+        exchange(raw, 1)
+
+
+def test_response_headers_are_bounded():
+    raw = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * (70 << 10) + b"\r\nContent-Length: 2\r\n\r\n{}"
+    with pytest.raises(UpstreamError, match="headers larger"):
+        exchange(raw, 1)
+    many_hints = b"HTTP/1.1 103 Early Hints\r\nLink: </" + b"a" * 1000 + b">\r\n\r\n"
+    with pytest.raises(UpstreamError, match="headers larger"):  # endless interim responses count too
+        exchange(many_hints * 100 + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 1)

@@ -5,7 +5,8 @@ Two shapes are accepted: Hedgeway's own (below) and LiteLLM's proxy config (`mod
 `models[0].deployments[1].timeout: Input should be greater than 0`. Secrets are written as
 `os.environ/NAME` and resolved here; a missing variable is an error naming the field, never the value.
 
-    server:  {host: 127.0.0.1, port: 8080, workers: 1, max_body_bytes: 4194304}
+    server:  {host: 127.0.0.1, port: 8080, workers: 1, max_body_bytes: 4194304,
+              head_timeout: 10, body_timeout: 60, idle_timeout: 60, max_connections: 4096}
     auth:    {master_key: os.environ/HEDGEWAY_MASTER_KEY}     # or disabled: true (loopback only)
     ledger:  {url: sqlite:///hedgeway.db, batch_size: 100, flush_interval: 0.02}
     routing: {strategy: least-in-flight, num_retries: 1, retry_backoff: 0.1, fallbacks: {gpt-4o: [gpt-4o-mini]}}
@@ -28,8 +29,10 @@ from pydantic import Field, ValidationError, model_validator
 
 from hedgeway.errors import ConfigError
 from hedgeway.cache.config import CacheIn
+from hedgeway.ledger.responses import ResponsesIn
 from hedgeway.limits.config import LimitsIn
 from hedgeway.pricing import gpu_hour_card, lookup
+from hedgeway.redaction import env_secrets
 from hedgeway.routing.config import RouterIn, check_routes
 from hedgeway.shadow import ShadowIn, check_shadows
 from hedgeway.strict import Strict
@@ -81,6 +84,26 @@ class DeploymentIn(Strict):
     price: PriceIn | None = None
     headers: dict[str, str] = {}
     settings: dict[str, Any] = {}
+    # Slots of the upstream (a self-hosted server's parallel sequences); the surplus waits at the gateway.
+    max_concurrency: int | None = Field(None, ge=1)
+    queue_timeout: float | None = Field(None, gt=0)  # default 30 s
+    max_queue: int | None = Field(None, ge=0)  # default 100; 0: refuse at once when every slot is busy
+
+    @model_validator(mode="after")
+    def _queue_needs_slots(self):
+        for name in ("queue_timeout", "max_queue"):
+            if getattr(self, name) is not None and self.max_concurrency is None:
+                raise ValueError(f"{name} applies to the queue of a deployment with max_concurrency; set it")
+        return self
+
+    def queue(self) -> dict[str, Any]:
+        """The queue fields for `Deployment`, defaults filled in."""
+        out: dict[str, Any] = {"max_concurrency": self.max_concurrency}
+        if self.queue_timeout is not None:
+            out["queue_timeout"] = self.queue_timeout
+        if self.max_queue is not None:
+            out["max_queue"] = self.max_queue
+        return out
 
 
 class ModelIn(Strict):
@@ -93,6 +116,10 @@ class ServerIn(Strict):
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=256)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    head_timeout: float = Field(10.0, gt=0, le=3600)  # request line + headers, from their first byte
+    body_timeout: float = Field(60.0, gt=0, le=3600)  # the request body, after its headers
+    idle_timeout: float = Field(60.0, gt=0, le=86400)  # a keep-alive connection with no request
+    max_connections: int = Field(4096, ge=1)  # per worker; past it a request gets 503 and the close
 
 
 class AuthIn(Strict):
@@ -134,6 +161,7 @@ class ConfigIn(Strict):
     cache: CacheIn = CacheIn()
     router: RouterIn = RouterIn()
     tracing: TracingIn | None = None
+    responses: ResponsesIn = ResponsesIn()  # the /v1/responses store (hedgeway.ledger.responses)
     models: list[ModelIn] = Field(min_length=1)
 
 
@@ -153,6 +181,8 @@ class Config:
     cache: CacheIn = field(default_factory=CacheIn)
     router: RouterIn = field(default_factory=RouterIn)
     tracing: TracingIn | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # every credential's value, for redaction.py
+    responses: ResponsesIn = field(default_factory=ResponsesIn)
 
 
 def format_loc(loc: tuple) -> str:
@@ -236,7 +266,7 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
                 api_base=(d.api_base or settings.pop("default_api_base", "")).rstrip("/"),
                 api_key=resolve_secret(d.api_key, rename(f"{here}.api_key")) or "",
                 timeout=d.timeout, first_byte_timeout=d.first_byte_timeout, weight=d.weight,
-                rpm=d.rpm, tpm=d.tpm, price=price, settings=settings, headers=dict(d.headers))
+                rpm=d.rpm, tpm=d.tpm, price=price, settings=settings, headers=dict(d.headers), **d.queue())
             deps.append(dep)
             by_id[dep_id] = dep
         models[m.name] = tuple(deps)
@@ -253,6 +283,9 @@ def _build(raw: dict, warnings: list[str], rename, source: str) -> Config:
             "headers": {k: resolve_secret(v, f"tracing.headers.{k}") for k, v in tracing.headers.items()}})
     ledger = cfg.ledger.model_copy(update={"url": resolve_secret(cfg.ledger.url, rename("ledger.url"))})
     cache = cfg.cache.model_copy(update={"redis_url": resolve_secret(cfg.cache.redis_url, rename("cache.redis_url"))})
+    secrets = [auth.master_key or "", *env_secrets(raw)]
+    secrets += [d.api_key for d in by_id.values()]  # header values count when they come from the environment
     return Config(server=cfg.server, auth=auth, ledger=ledger, routing=cfg.routing, models=models,
                   warnings=tuple(warnings), source=source, deployments=by_id, limits=cfg.limits,
-                  cache=cache, router=cfg.router, tracing=tracing)
+                  cache=cache, router=cfg.router, tracing=tracing, secrets=tuple(s for s in secrets if s),
+                  responses=cfg.responses)

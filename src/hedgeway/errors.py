@@ -14,9 +14,12 @@
     ├── UpstreamError                  502 upstream_error      fallback_eligible
     │   ├── UpstreamTimeout            504 timeout_error       fallback_eligible
     │   ├── UpstreamRateLimited        429 from upstream       fallback_eligible
+    │   ├── DeploymentBusy             503 no slot free within queue_timeout (Hedgeway's queue; Retry-After)
+    │   │   └── QueueFull              429 the deployment's queue is full (max_queue)
     │   └── UpstreamRejected           4xx from upstream (the request itself is bad): not eligible
     └── AllDeploymentsFailed           502; 504 if every attempt timed out, 429 if every one was rate
-                                       limited; carries every failure
+                                       limited or queue-full, 503 if every one was busy (Retry-After);
+                                       carries every failure
 
 `ConfigError` is separate: it is raised before serving starts, never rendered to a client.
 
@@ -142,6 +145,21 @@ class UpstreamRateLimited(UpstreamError):
     code = "upstream_rate_limited"
 
 
+class DeploymentBusy(UpstreamError):
+    """Every slot of the deployment (`max_concurrency`) stayed in use for `queue_timeout`: it is busy, not
+    broken — the fallback loop moves on without a retry and without counting it against its health."""
+
+    status_code = 503
+    type = "service_unavailable"
+    code = "queue_timeout"
+
+
+class QueueFull(DeploymentBusy):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "queue_full"
+
+
 class UpstreamRejected(UpstreamError):
     """The upstream said the request itself is invalid (4xx): another deployment would say the same."""
 
@@ -161,11 +179,15 @@ class AllDeploymentsFailed(HedgewayError):
 
     def __init__(self, failures: list[UpstreamError]):
         self.failures = failures
-        for kind in (UpstreamTimeout, UpstreamRateLimited):  # all failed the same way: say which
+        for kind in (UpstreamTimeout, QueueFull, UpstreamRateLimited, DeploymentBusy):  # all failed alike
             if failures and all(isinstance(f, kind) for f in failures):
                 self.status_code, self.type = kind.status_code, kind.type
                 break
         else:
             self.status_code, self.type = 502, "upstream_error"
+        headers = None
+        if failures and all(isinstance(f, DeploymentBusy) for f in failures):  # every deployment busy
+            self.code = failures[0].code if len({f.code for f in failures}) == 1 else "deployments_busy"
+            headers = {"retry-after": str(max(1, round(min(f.retry_after or 1 for f in failures))))}
         tried = "; ".join(f"{f.deployment}: {f.message}" for f in failures)
-        super().__init__(f"all {len(failures)} attempt(s) failed: {tried}")
+        super().__init__(f"all {len(failures)} attempt(s) failed: {tried}", headers=headers)

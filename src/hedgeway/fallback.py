@@ -8,6 +8,9 @@ With a `guard` (from the plan), each attempt reports to deployment health, and a
 deadline (time to first event for streams, `hold=True`; whole answer otherwise) that misses it is
 abandoned (its call cancelled, so the client only ever sees one answer) and the loop moves straight on
 to the next group — the next tier — instead of retrying a deployment that is slow right now.
+A deployment that is busy (`DeploymentBusy`: its queue at the gateway is full or the wait for a slot timed
+out, queueing.py) is not retried either, nor counted against its health: the loop moves on to the group's
+next deployment, else the next group.
 A guard with `hedge_delay` races the plan's first deployment against the next group's first one
 (`routing.hedge.race`); `Outcome.hedged` names the cancelled loser.
 """
@@ -20,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
-from hedgeway.errors import AllDeploymentsFailed, UpstreamError, UpstreamTimeout
+from hedgeway.errors import AllDeploymentsFailed, DeploymentBusy, UpstreamError, UpstreamTimeout
 from hedgeway.routing.hedge import race
 from hedgeway.types import Deployment
 
@@ -56,7 +59,8 @@ async def call_with_fallback(groups: Sequence[Sequence[Deployment]], call: Calla
                              guard: Any = None) -> Outcome:
     """Run `call(deployment)` along the plan until one succeeds.
 
-    `inflight[deployment.id]` counts calls under way (for least-in-flight balancing and llm_queue_depth).
+    `inflight[deployment.id]` counts calls under way, including those waiting for a slot at the gateway
+    (so least-in-flight balancing sees a queue as load).
     With `hold=True` a successful call stays counted: the caller releases it when its stream ends.
     Failures carry the attempt count in `AllDeploymentsFailed.failures`; a non-eligible error is raised
     with `.attempts` set."""
@@ -102,9 +106,13 @@ async def call_with_fallback(groups: Sequence[Sequence[Deployment]], call: Calla
                 if not exc.fallback_eligible:  # the request's fault, not the deployment's
                     exc.attempts = attempts
                     raise
+                failures.append(exc)
+                if isinstance(exc, DeploymentBusy):  # busy, not broken: another deployment, no retry
+                    if i + 1 >= size:
+                        break
+                    continue
                 if guard is not None:
                     guard.record(dep.id, False, time.perf_counter() - started, hold)
-                failures.append(exc)
                 if exc.code == "sla_deadline_missed":
                     break  # this deployment is slow now: the next tier, not a retry
                 continue

@@ -13,7 +13,8 @@ Exposed (text format 0.0.4):
     hedgeway_tokens_total{model,deployment,type}           counter (type: prompt|completion)
     hedgeway_cost_usd_total{model,deployment}              counter
     hedgeway_errors_total{type}                            counter
-    llm_queue_depth{deployment}                            gauge: requests in flight per deployment
+    llm_queue_depth{deployment}                            gauge: requests waiting for a slot (max_concurrency)
+    hedgeway_inflight_requests{deployment}                 gauge: calls under way (never the waiting ones)
     hedgeway_ledger_pending / _written_total / _write_failures_total
 Other steps add their own families through `sections` (callables returning Prometheus text, read at
 scrape time): the router's counters and breaker states, the limits' budget use and backend health.
@@ -27,6 +28,7 @@ from decimal import Decimal
 from typing import Callable, Collection, Mapping, Sequence
 
 from hedgeway.ledger.base import Record
+from hedgeway.queueing import Gate, waiting
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
@@ -67,8 +69,10 @@ class Metrics:
     could be any text) is counted as "(unknown)", so labels stay bounded and never hold client text."""
 
     def __init__(self, inflight: Mapping[str, int], ledger_stats: Callable[[], tuple[int, int, int]],
-                 models: Collection[str] | None = None, sections: Sequence[Callable[[], str]] = ()):
-        self._inflight = inflight
+                 models: Collection[str] | None = None, sections: Sequence[Callable[[], str]] = (),
+                 gates: Mapping[str, Gate] | None = None):
+        self._inflight = inflight  # includes the requests waiting at a gate
+        self._gates = gates or {}
         self._sections = tuple(sections)
         self._ledger_stats = ledger_stats
         self._models = frozenset(models) if models is not None else None
@@ -128,9 +132,13 @@ class Metrics:
         family("hedgeway_errors_total", "counter", "Failed requests by error type.")
         for kind, n in self.errors.items():
             out.append(f'hedgeway_errors_total{{type="{_esc(kind)}"}} {n}')
-        family("llm_queue_depth", "gauge", "Requests in flight per deployment.")
-        for dep, n in self._inflight.items():
+        queued = {dep: waiting(self._gates, dep) for dep in self._inflight}
+        family("llm_queue_depth", "gauge", "Requests waiting at the gateway for a slot of the deployment.")
+        for dep, n in queued.items():
             out.append(f'llm_queue_depth{{deployment="{_esc(dep)}"}} {n}')
+        family("hedgeway_inflight_requests", "gauge", "Calls under way per deployment (not the waiting ones).")
+        for dep, n in self._inflight.items():
+            out.append(f'hedgeway_inflight_requests{{deployment="{_esc(dep)}"}} {n - queued[dep]}')
         pending, written, failures = self._ledger_stats()
         family("hedgeway_ledger_pending", "gauge", "Ledger records queued, not yet written.")
         out.append(f"hedgeway_ledger_pending {pending}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from itertools import count
 from typing import Any, AsyncIterator
@@ -25,6 +24,7 @@ from hedgeway.cache.stream import assemble
 from hedgeway.canary import open_canaries
 from hedgeway.canary.quality import answer_text, rouge_l
 from hedgeway.config import Config
+from hedgeway.context import Reply, RequestContext, StreamOut
 from hedgeway.errors import AllDeploymentsFailed, HedgewayError, UpstreamError
 from hedgeway.fallback import Outcome, RetryPolicy, call_with_fallback
 from hedgeway.keys import open_ring
@@ -34,45 +34,20 @@ from hedgeway.limits import build_admission
 from hedgeway.metrics import Metrics
 from hedgeway.pricing import cost
 from hedgeway.providers import PROVIDERS, Provider, StreamReply
+from hedgeway.queueing import build_gates
+from hedgeway.redaction import Redactor
 from hedgeway.routing import Plan, Planner
 from hedgeway.routing.learner import Learner
+from hedgeway.routing.record import route_json
+from hedgeway.routing.vectors import route_vector
 from hedgeway.shadow import Answer, ShadowIn, Shadows
 from hedgeway.sse import UsageTap
+from hedgeway.tokens import TokenCounter
 from hedgeway.tracing import build_tracer
-from hedgeway.types import ChatRequest, Principal, Usage
+from hedgeway.types import ChatRequest, Usage
 
 _PREFIX = os.urandom(4).hex()
 _ids = count(1)
-_ZERO = Decimal(0)
-
-
-@dataclass(slots=True)
-class RequestContext:
-    request_id: str
-    principal: Principal
-    started: float  # perf_counter at arrival
-    ts: float  # wall clock at arrival (ledger)
-    ticket: Any = None  # the admission ticket, settled by the request's one ledger record
-    cache: str | None = None  # the cache outcome ("miss", "hit-exact", …) when a cache is in front
-    route: dict[str, Any] | None = None  # the router's decision, when one was made
-    trace: str | None = None  # the caller's W3C traceparent, when tracing is on
-    prompt: str | None = None  # the request's messages as JSON, only with ledger.log_prompts
-
-
-@dataclass(slots=True)
-class Reply:
-    body: bytes
-    headers: dict[str, str]
-    usage: Usage = Usage()
-    cost: Decimal = _ZERO
-
-
-@dataclass(slots=True)
-class StreamOut:
-    headers: dict[str, str]
-    chunks: AsyncIterator[bytes]
-
-
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -87,10 +62,14 @@ class Gateway:
                                   config.routing.max_retry_after)
         self.providers: dict[str, Provider] = {
             dep.id: PROVIDERS[dep.provider](dep) for dep in config.deployments.values()}
+        self.gates = build_gates(config.deployments)  # max_concurrency slots + their queues
         lc = config.ledger
         spool = Spool(lc.spool_path, lc.url, lc.spool_max_bytes) if lc.spool_path else None
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
         self.admission = build_admission(config)
+        self.admission.restore(store, self.auth.ring)
+        self.redact = Redactor(config.secrets)
+        self.tokens = TokenCounter().warm()  # off the event loop; the first unreported usage needs it
         self.tracer = build_tracer(config.tracing)
         self.log_prompts = config.ledger.log_prompts
         self.canaries = self.planner.canaries = open_canaries(config, config.routing.canary_poll)
@@ -105,7 +84,7 @@ class Gateway:
         sections.append(self.learner.render_metrics)
         self.metrics = Metrics(self.planner.inflight,
                                lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures),
-                               models=self.planner.names(), sections=sections)
+                               models=self.planner.names(), sections=sections, gates=self.gates)
         self.cache = build_cache(config, self)
 
     # --- steps ---
@@ -128,17 +107,25 @@ class Gateway:
         ctx.ticket = await self.admission.admit(ctx.principal, model, body)
 
     def _plan(self, ctx: RequestContext, model: str, body: dict[str, Any] | None) -> Plan:
-        plan = self.planner.plan(model, body)
+        plan = self.planner.plan(model, body, embedding=ctx.embedding)
         ctx.route = plan.route
         return plan
 
     def _call(self, ctx: RequestContext, method: str, arg: Any):
-        """The per-attempt call for the fallback loop: the deployment's own limits, then its provider."""
-        providers, admission = self.providers, self.admission
+        """The per-attempt call for the fallback loop: the deployment's own limits, then its provider —
+        in one of its slots when it has `max_concurrency` (a stream keeps the slot until it ends)."""
+        providers, admission, gates, redact = self.providers, self.admission, self.gates, self.redact
 
         async def call(dep):
             await admission.deployment(dep, ctx.ticket)
-            return await getattr(providers[dep.id], method)(arg)
+            gate = gates.get(dep.id)
+            try:
+                if gate is None:
+                    return await getattr(providers[dep.id], method)(arg)
+                return await gate.run(getattr(providers[dep.id], method), arg)
+            except HedgewayError as exc:  # upstream text, on its way to error bodies and logs
+                exc.message = redact(exc.message)
+                raise
         return call
 
     def _record(self, ctx: RequestContext, endpoint: str, model: str, status: int, **fields: Any) -> None:
@@ -167,24 +154,7 @@ class Gateway:
             price += hedged[1]
         return {"deployment": dep.id, "provider": dep.provider, "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
-                "cost": price, "attempts": outcome.attempts, "route": self._route(ctx, outcome.failures, hedged)}
-
-    def _route(self, ctx: RequestContext, failures: list[UpstreamError],
-               hedged: tuple[str, Decimal] | None = None) -> str | None:
-        """The ledger's `route`: the router's decision, the fallbacks taken and the hedge that lost
-        (cancelled before it reported usage; its prompt's cost, included in the record's cost), as JSON
-        (None if none of them)."""
-        if not failures and ctx.route is None:
-            return None
-        route = dict(ctx.route or ())
-        if hedged:
-            route["hedged"], route["hedged_cost"] = hedged[0], f"{hedged[1]:f}"
-        if failures:
-            route["fallbacks"] = [f"{f.deployment} ({type(f).__name__})" for f in failures]
-            sla = [f.deployment for f in failures if f.code == "sla_deadline_missed"]
-            if sla:
-                route["sla_missed"] = sla
-        return orjson.dumps(route).decode()
+                "cost": price, "attempts": outcome.attempts, "route": route_json(ctx.route, outcome.failures, hedged)}
 
     def failed(self, ctx: RequestContext, endpoint: str, model: str, exc: HedgewayError, stream: bool) -> None:
         """Ledger record for a request that ends in an error response."""
@@ -193,7 +163,7 @@ class Gateway:
         dep = exc.deployment if isinstance(exc, UpstreamError) else None
         self._record(ctx, endpoint, model, exc.status_code, error_type=type(exc).__name__, stream=stream,
                      attempts=attempts, deployment=dep, overhead_ms=_ms(time.perf_counter() - ctx.started),
-                     route=self._route(ctx, failures))
+                     route=route_json(ctx.route, failures))
 
     def _headers(self, ctx: RequestContext, deployment: str, upstream_s: float,
                  extra: dict[str, str] | None) -> tuple[dict, float]:
@@ -231,11 +201,14 @@ class Gateway:
         plan = self._plan(ctx, model, body)
         outcome = await call_with_fallback(plan.groups, call, self.policy, self.planner.inflight,
                                            guard=plan.guard)
-        reply = outcome.result
+        reply, usage = outcome.result, outcome.result.usage
         headers, overhead = self._headers(ctx, outcome.deployment.id, outcome.upstream_s, reply.headers)
-        fields = self._usage_fields(ctx, outcome, reply.usage)
-        self._record(ctx, endpoint, model, 200, overhead_ms=_ms(overhead), **fields)
-        return Reply(reply.body, headers, reply.usage, fields["cost"])
+        estimated = body is not None and not usage.prompt_tokens  # a chat answer without usage: count it
+        if estimated:
+            usage = await asyncio.to_thread(self.tokens.answer_usage, body, reply.body)
+        fields = self._usage_fields(ctx, outcome, usage)
+        self._record(ctx, endpoint, model, 200, overhead_ms=_ms(overhead), usage_estimated=estimated, **fields)
+        return Reply(reply.body, headers, usage, fields["cost"])
 
     async def chat(self, req: ChatRequest, ctx: RequestContext, endpoint: str = "chat") -> Reply:
         await self._admit(ctx, req.model, req.body)
@@ -243,6 +216,7 @@ class Gateway:
         if lookup is not None and lookup.hit is not None:
             self._record_hit(ctx, endpoint, req.model, lookup.hit, False)
             return Reply(lookup.hit.body, self._hit_headers(ctx, lookup.hit))
+        ctx.embedding = await route_vector(self.planner, self.cache, req, lookup)
         reply = await self._complete(endpoint, req.model, ctx, req.body, self._call(ctx, "chat", req))
         if lookup is not None and lookup.status == "miss":
             self.cache.store(lookup, reply.body, reply.usage, reply.cost)
@@ -267,6 +241,7 @@ class Gateway:
         lookup = await self._lookup(ctx, req)
         if lookup is not None and lookup.hit is not None:
             return StreamOut(self._hit_headers(ctx, lookup.hit), self._replay(ctx, endpoint, req, lookup.hit))
+        ctx.embedding = await route_vector(self.planner, self.cache, req, lookup)
         plan = self._plan(ctx, req.model, req.body)
         outcome = await call_with_fallback(plan.groups, self._call(ctx, "stream", req), self.policy,
                                            self.planner.inflight, hold=True, guard=plan.guard)
@@ -289,47 +264,65 @@ class Gateway:
                      ttft: float, overhead: float, lookup: Lookup | None,
                      shadow: ShadowIn | None) -> AsyncIterator[bytes]:
         stream: StreamReply = outcome.result
-        tap = UsageTap(keep_usage=req.include_usage)
-        # the stream's chunks, for the cache (only on a miss), a shadow comparison and labels
-        kept = [] if lookup is not None or shadow is not None or req.model in self.learner.pairs else None
+        # A budget's reservation holds `ticket.out` output tokens: the stream stops there (sse.py counts).
+        tap = UsageTap(req.include_usage, self.redact.relayed, ctx.ticket.out if ctx.ticket is not None else 0)
+        kept: list[bytes] = []  # the relayed chunks: for the cache, a shadow, and counting unreported usage
         status, error = 499, "ClientDisconnected"  # unless the loop below finishes
         try:
             try:
                 async for chunk in stream.chunks():
-                    if kept is not None:
-                        kept.append(chunk)
+                    kept.append(chunk)
                     out = tap.feed(chunk)
                     if out:
                         yield out
-                tail = tap.flush()
-                if not (tap.done or tail.startswith(b"data: [DONE]")):  # a clean end, but a cut stream
+                    if tap.capped:
+                        kept[-1] = out  # what was relayed of it, for the count
+                        break
+                tail = tap.stop(req.body.get("n")) if tap.capped else tap.flush()
+                if not (tap.done or tap.capped):  # a clean end, but a cut stream
                     raise UpstreamError("the stream ended without [DONE]", deployment=outcome.deployment.id)
                 if tail:
                     yield tail
                 status, error = 200, None
             except UpstreamError as exc:  # the stream broke after it started: tell the client in-band
                 status, error = 200, f"{type(exc).__name__}MidStream"
-                exc.message = f"upstream stream interrupted: {exc.message}"
+                exc.message = self.redact(f"upstream stream interrupted: {exc.message}")
                 yield b"data: " + exc.to_body() + b"\n\n"
         finally:
-            if status != 200 or error:
-                stream.close()
+            if status != 200 or error or tap.capped:
+                stream.close()  # abandoned, broken, or past its reserved output: cancel the upstream call
             self.planner.inflight[outcome.deployment.id] -= 1
-            usage = tap.usage or Usage()
-            fields = self._usage_fields(ctx, outcome, usage)
-            self._record(ctx, endpoint, req.model, status, stream=True, error_type=error, ttft_ms=_ms(ttft),
-                         overhead_ms=_ms(overhead), **fields)
-            if lookup is not None and error is None:
-                self.cache.store_stream(lookup, kept, usage, fields["cost"])
-            if kept is not None and error is None:
-                self.learner.after(ctx, req, kept, outcome.deployment.id)
-            if shadow is not None:
-                primary = Answer(outcome.deployment.id, _ms(time.perf_counter() - ctx.started), fields["cost"],
-                                 assemble(kept) if error is None else None)
-                if primary.body is None:  # nothing whole to compare with
-                    self.shadows.release(shadow)
-                else:
-                    self._background(self._shadow(ctx, req, shadow, primary))
+            end = (outcome, req, ctx, endpoint, status, error, ttft, overhead, kept,
+                   None if tap.capped else lookup, shadow)
+            usage = tap.usage
+            if usage is None or not usage.prompt_tokens:  # none (llama.cpp; a cut stream) or an empty one
+                self._background(self._count_then_end(*end))  # count it, off the event loop
+            else:
+                self._end_stream(usage, False, *end)
+
+    async def _count_then_end(self, *end: Any) -> None:
+        """`_end_stream` with the usage counted by tokens.py (on a thread: it may wait for the tokenizer)."""
+        req, kept = end[1], end[8]
+        self._end_stream(await asyncio.to_thread(self.tokens.usage, req.body, kept), True, *end)
+
+    def _end_stream(self, usage: Usage, estimated: bool, outcome: Outcome, req: ChatRequest, ctx: RequestContext,
+                    endpoint: str, status: int, error: str | None, ttft: float, overhead: float, kept: list[bytes],
+                    lookup: Lookup | None, shadow: ShadowIn | None) -> None:
+        """A relayed stream's ledger record (settling its ticket), cache entry, shadow comparison and label."""
+        fields = self._usage_fields(ctx, outcome, usage)
+        self._record(ctx, endpoint, req.model, status, stream=True, error_type=error, ttft_ms=_ms(ttft),
+                     overhead_ms=_ms(overhead), usage_estimated=estimated, **fields)
+        if lookup is not None and error is None:
+            self.cache.store_stream(lookup, kept, usage, fields["cost"])
+        if error is None:
+            self.learner.after(ctx, req, kept, outcome.deployment.id)
+        if shadow is not None:
+            primary = Answer(outcome.deployment.id, _ms(time.perf_counter() - ctx.started), fields["cost"],
+                             assemble(kept) if error is None else None)
+            if primary.body is None:  # nothing whole to compare with
+                self.shadows.release(shadow)
+            else:
+                self._background(self._shadow(ctx, req, shadow, primary))
 
     async def _again(self, ctx: RequestContext, endpoint: str, model: str, req: ChatRequest,
                      canary: bool = True, tag: dict[str, Any] | None = None) -> tuple[Outcome, dict[str, Any]]:
@@ -339,7 +332,7 @@ class Gateway:
                                route=tag)
         body = {k: v for k, v in req.body.items() if k not in ("stream", "stream_options")}
         try:
-            plan = self.planner.plan(model, body, canary=canary)
+            plan = self.planner.plan(model, body, canary=canary, embedding=ctx.embedding)
             outcome = await call_with_fallback(plan.groups, self._call(again, "chat", ChatRequest(model, body)),
                                                self.policy, self.planner.inflight, guard=plan.guard)
         except HedgewayError as exc:

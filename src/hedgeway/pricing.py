@@ -44,7 +44,8 @@ def gpu_hour_card(gpu_hour: Decimal, gpus: int, tokens_per_second: Decimal) -> P
     accounts for it."""
     per_token = Decimal(gpu_hour) * gpus / (Decimal(tokens_per_second) * SECONDS_PER_HOUR)
     per_m = per_token * MILLION
-    return PriceCard(input=per_m, output=per_m, source=f"gpu-hour {gpu_hour}×{gpus}")
+    return PriceCard(input=per_m, output=per_m, source=f"gpu-hour {gpu_hour}×{gpus}", gpu_hour=Decimal(gpu_hour),
+                     gpus=gpus, tokens_per_second=Decimal(tokens_per_second))
 
 
 def cost(usage: Usage, card: PriceCard) -> Decimal:

@@ -40,7 +40,7 @@ from hedgeway.strict import Strict
 
 log = logging.getLogger("hedgeway.tracing")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_OPERATION = {"chat": "chat", "messages": "chat", "embeddings": "embeddings"}
+_OPERATION = {"chat": "chat", "messages": "chat", "responses": "chat", "embeddings": "embeddings"}
 SPAN_KIND_SERVER = 2
 STATUS_OK, STATUS_ERROR = 1, 2
 

@@ -19,6 +19,11 @@ class PriceCard:
     cached_input: Decimal | None = None  # None: cached input is billed as input
     cache_write: Decimal | None = None  # prompt-cache creation (Anthropic); None: billed as input
     source: str = "config"
+    # Amortised from a GPU-hour rate (a self-hosted deployment): USD per GPU-hour, GPUs, and the throughput
+    # (tokens/s) the config assumed; None for token-priced cards.
+    gpu_hour: Decimal | None = None
+    gpus: int = 1
+    tokens_per_second: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,9 @@ class Deployment:
     price: PriceCard = PriceCard()
     settings: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+    max_concurrency: int | None = None  # slots; beyond them requests wait at the gateway (queueing.py)
+    queue_timeout: float = 30.0  # seconds a request may wait for a slot
+    max_queue: int = 100  # requests that may wait
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 Why not httpx/aiohttp: on this hot path their per-request object churn costs 10–20× the gateway's own work
 (docs: PERFORMANCE.md). This client does only what an upstream call needs: keep-alive pooling per origin,
-TLS, Content-Length and chunked bodies, streaming with backpressure, and deadlines.
+TLS, Content-Length, chunked and close-delimited bodies, gzip bodies, interim (1xx) responses skipped,
+streaming with backpressure, and deadlines. tests/test_http_conformance.py checks its framing against h11.
 
 Contract:
 - `Pool(base_url).request(method, path, headers, body, first_byte_timeout, timeout)` returns a `Response`
@@ -11,7 +12,8 @@ Contract:
   connection is aborted and readers get `UpstreamTimeout`.
 - A `Response` is read once: `await read()` for the whole body, or `async for chunk in response` to
   stream. `close()` aborts an unfinished response (its connection is never reused).
-- A connection returns to the pool only after a complete, keep-alive response. A request on a reused
+- A connection returns to the pool only after a complete, keep-alive response (a body delimited by the
+  connection's close completes at the close; that connection is never reused). A request on a reused
   connection that dies before any response byte is retried once on a fresh connection (the server closed
   an idle keep-alive connection; nothing was processed).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import zlib
 from collections import deque
 from urllib.parse import urlsplit
 
@@ -30,6 +33,12 @@ from hedgeway.errors import UpstreamError, UpstreamTimeout
 HIGH_WATER = 1 << 20  # pause reading the upstream when this many body bytes wait for the client
 MAX_IDLE = 256
 MAX_RESPONSE_BYTES = 256 << 20  # a body read whole (`read()`) larger than this fails: memory is finite
+MAX_HEAD_BYTES = 64 << 10  # bytes before the final response's headers end (interim responses included)
+DECODERS = {"gzip": 31, "x-gzip": 31, "deflate": 15}  # Content-Encoding -> zlib wbits
+
+
+def _size(headers: dict[str, str]) -> int:
+    return sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
 class Response:
@@ -110,6 +119,11 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.reused = False
+        self.head_bytes = 0  # bytes received before the final response's headers ended
+        self.interim_bytes = 0  # header bytes of the interim responses skipped
+        self.interim = False  # parsing a 1xx response: skipped, the final response follows
+        self.until_close = False  # the body ends when the upstream closes the connection
+        self.decoder = None  # zlib decompressor for a gzip/deflate body
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport):
@@ -121,23 +135,56 @@ class _Conn(asyncio.Protocol):
             self.abort()
             return
         resp.got_bytes = True
+        if not resp.status:  # the final response's headers have not ended: count what httptools holds
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._fail(UpstreamError("invalid HTTP response from upstream", deployment=self.pool.name))
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__  # an UpstreamError raised by a callback below
+            self._fail(cause if isinstance(cause, UpstreamError) else
+                       UpstreamError("invalid HTTP response from upstream", deployment=self.pool.name))
+            return
+        if not resp.status and self.head_bytes > MAX_HEAD_BYTES:
+            self._fail(UpstreamError(f"upstream response headers larger than {MAX_HEAD_BYTES} bytes",
+                                     deployment=self.pool.name))
 
     def connection_lost(self, exc):
         self.closed = True
         self.pool._forget(self)
         if self.resp is not None and not self.resp._eof:
-            self._fail(UpstreamError("upstream closed the connection", deployment=self.pool.name))
+            if self.until_close:  # RFC 9112 §6.3: the close is this body's end
+                self.on_message_complete()
+            else:
+                self._fail(UpstreamError("upstream closed the connection", deployment=self.pool.name))
 
     # --- httptools callbacks ---
     def on_header(self, name: bytes, value: bytes):
         self.resp.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self):
-        self.resp.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if status < 200:
+            if status == 101:  # never asked for: the connection would speak another protocol
+                raise UpstreamError("upstream switched protocols unasked", deployment=self.pool.name)
+            self.interim = True  # 100 Continue, 103 Early Hints: not the answer; its headers are dropped
+            self.interim_bytes += 32 + _size(self.resp.headers)
+            if self.interim_bytes > MAX_HEAD_BYTES:
+                raise UpstreamError(f"upstream response headers larger than {MAX_HEAD_BYTES} bytes",
+                                    deployment=self.pool.name)
+            self.resp.headers = {}
+            return
+        resp = self.resp
+        headers = resp.headers
+        # (the bytes counted may include body bytes that came with the headers: then count exactly)
+        if self.head_bytes > MAX_HEAD_BYTES and self.interim_bytes + _size(headers) > MAX_HEAD_BYTES:
+            raise UpstreamError(f"upstream response headers larger than {MAX_HEAD_BYTES} bytes",
+                                deployment=self.pool.name)
+        resp.status = status
+        if "content-length" not in headers and status != 204 and status != 304:
+            self.until_close = "chunked" not in headers.get("transfer-encoding", "").lower()
+        coding = headers.get("content-encoding")
+        if coding is not None and coding.lower() in DECODERS:
+            self.decoder = zlib.decompressobj(DECODERS[coding.lower()])
         if self.first_byte is not None:
             self.first_byte.cancel()
             self.first_byte = None
@@ -148,6 +195,10 @@ class _Conn(asyncio.Protocol):
         resp = self.resp
         if resp is None:  # failed earlier in this same feed (e.g. over the size cap)
             return
+        if self.decoder is not None:
+            body = self._decode(body)
+            if not body:
+                return
         resp._chunks.append(body)
         resp._buffered += len(body)
         if resp._whole:
@@ -163,8 +214,18 @@ class _Conn(asyncio.Protocol):
         resp = self.resp
         if resp is None:
             return
+        if self.interim:
+            self.interim = False
+            return
+        if self.decoder is not None:
+            if not self.decoder.eof:  # a truncated gzip stream is not a whole body
+                self._fail(UpstreamError("upstream sent a truncated compressed body", deployment=self.pool.name))
+                return
+            self.decoder = None
         resp._eof = True
-        keep = self.parser.should_keep_alive()
+        keep = not self.until_close and self.parser.should_keep_alive()
+        if keep and "connection" in resp.headers:  # HTTP/1.0 with `keep-alive`: not reused (as h11; safer)
+            keep = self.parser.get_http_version() != "1.0"
         self._finish()
         resp._wake()
         if keep and not self.closed:
@@ -172,10 +233,17 @@ class _Conn(asyncio.Protocol):
         else:
             self.abort()
 
+    def _decode(self, body: bytes) -> bytes:
+        try:
+            return self.decoder.decompress(body)
+        except zlib.error:
+            raise UpstreamError("upstream sent an invalid compressed body", deployment=self.pool.name) from None
+
     # --- internals ---
     def start(self, payload: bytes, first_byte_timeout: float, timeout: float) -> Response:
         self.resp = Response(self)
         self.parser = httptools.HttpResponseParser(self)
+        self.head_bytes = self.interim_bytes = 0
         self.headers_ready = self.loop.create_future()
         self.deadline = self.loop.call_later(timeout, self._timed_out, "finish")
         if first_byte_timeout < timeout:
@@ -271,8 +339,10 @@ class Pool:
         """`headers` are preformatted `Name: value\\r\\n` lines (without Host and Content-Length)."""
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
+        # gzip asked for as the SDKs' HTTP clients ask (httpx: `gzip, deflate`): less to carry from a far API
         payload = b"".join((f"{method} {self.base_path}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
-                            f"Content-Length: {len(body)}\r\n".encode("latin-1"), headers, b"\r\n", body))
+                            f"Accept-Encoding: gzip\r\nContent-Length: {len(body)}\r\n".encode("latin-1"),
+                            headers, b"\r\n", body))
         started = self.loop.time()
         for attempt in (0, 1):
             # Connecting counts against both deadlines: they run from the call, not from the connect.

@@ -13,30 +13,31 @@ from typing import Any
 
 import orjson
 
+from hedgeway.sse_frames import Frames, data_of, is_done
 
-def _events(chunks: list[bytes]) -> list[dict]:
-    data = b"".join(chunks).replace(b"\r\n", b"\n")
+
+def events(chunks: list[bytes]) -> list[dict]:
+    """The JSON `data:` payloads of relayed SSE chunks, in order ([DONE] and unparsable ones left out)."""
+    frames = Frames()
     out = []
-    for event in data.split(b"\n\n"):
-        for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                payload = line[5:].strip()
-                if payload and payload != b"[DONE]":
-                    try:
-                        out.append(orjson.loads(payload))
-                    except orjson.JSONDecodeError:
-                        pass
+    for event in frames.feed(b"".join(chunks)) + [frames.rest()]:
+        payload = data_of(event)
+        if payload and not is_done(event):
+            try:
+                out.append(orjson.loads(payload))
+            except orjson.JSONDecodeError:
+                pass
     return out
 
 
 def assemble(chunks: list[bytes]) -> bytes | None:
     """The chat.completion the stream amounts to; None when it is not one (no choices, an error event)."""
-    events = _events(chunks)
-    if not events or any("error" in e for e in events):
+    parsed = events(chunks)
+    if not parsed or any("error" in e for e in parsed):
         return None
     choices: dict[int, dict[str, Any]] = {}
     usage = None
-    for e in events:
+    for e in parsed:
         usage = e.get("usage") or usage
         for c in e.get("choices") or ():
             ch = choices.setdefault(c.get("index", 0), {"message": {"role": "assistant", "content": None},
@@ -57,7 +58,7 @@ def assemble(chunks: list[bytes]) -> bytes | None:
                 ch["finish_reason"] = c["finish_reason"]
     if not choices or any(ch["finish_reason"] is None for ch in choices.values()):
         return None  # an unfinished stream is not an answer to keep
-    first = events[0]
+    first = parsed[0]
     out_choices = []
     for i in sorted(choices):
         ch = choices[i]

@@ -19,6 +19,13 @@ within `interval`), and judges running canaries on the counts summed over all re
   * promote when requests ≥ min_requests and the stage has lasted min_seconds: to the next stage, or to
     `promoted` after the last (the candidate then takes all the model's traffic).
 A transition is one conditional UPDATE (exactly one replica wins), an event row, a log line and a metric.
+
+Router versions: a canary whose `model` is a routed name and whose `candidate` is `router:PATH` (a proven
+`router train --labels` artefact, readable by every replica) shares that route's traffic between its
+configured router and the new version (`book.route_arm`): the candidate arm is planned by a copy of the
+route with `router: trained, options: {model: PATH}`. Counted, checked against the baseline's answer
+and judged as above; an error is a request that failed for the user. Promoted, the new version plans all of the route's
+traffic until the config names it.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class Live:
     group: Group  # the candidate's deployments
     ids: frozenset[str]
     quality_sample: float  # share of candidate answers compared with the baseline's (0: quality trigger off)
+    router: Any = None  # a router-version canary: the route (RoutedModel) planned by the new version
 
 
 class Counts:
@@ -86,11 +94,15 @@ def verdict(row: Row, totals: tuple[int, int, int, int, float], now: float) -> t
 
 
 class CanaryBook:
-    def __init__(self, store: CanaryStore, models: Mapping[str, Group], interval: float = 1.0):
+    def __init__(self, store: CanaryStore, models: Mapping[str, Group], interval: float = 1.0,
+                 routes: Mapping[str, Any] | None = None):
         self.store = store
         self.models = models
+        self.routes = dict(routes or {})  # route name -> RouteIn, for router-version canaries
+        self._versions: dict[tuple[str, str], Any] = {}  # (route, artefact path) -> RoutedModel, loaded once
         self.interval = interval
         self.by_model: dict[str, Live] = {}  # swapped whole by the controller; read by the request path
+        self.by_route: dict[str, Live] = {}
         self.counts: dict[str, Counts] = {}
         self.rows: list[Row] = []
         self.transitions: dict[tuple[str, str], int] = defaultdict(int)
@@ -115,6 +127,15 @@ class CanaryBook:
             return list(groups), {"canary": live.name, "arm": "baseline", "share": live.share}, None
         return list(groups), None, None
 
+    def route_arm(self, route: str) -> tuple[Any, dict[str, Any] | None]:
+        """(the RoutedModel to plan with — None: the configured one —, the route tag) for a routed name."""
+        live = self.by_route.get(route)
+        if live is None:
+            return None, None
+        if random.random() < live.share:
+            return live.router, {"canary": live.name, "arm": "candidate", "share": live.share}
+        return None, {"canary": live.name, "arm": "baseline", "share": live.share}
+
     def observe(self, tag: Mapping[str, Any], rec: Record) -> None:
         """Count one finished candidate-arm request (called with the request's one ledger record)."""
         if tag.get("arm") != "candidate":
@@ -125,11 +146,12 @@ class CanaryBook:
         counts.requests += 1
         if rec.route is not None and '"sla_missed"' in rec.route:
             counts.sla += 1
-        elif rec.deployment not in live.ids or rec.status >= 500 or (rec.error_type or "").endswith("MidStream"):
+        elif (live.ids and rec.deployment not in live.ids) or rec.status >= 500 or \
+                (rec.error_type or "").endswith("MidStream"):
             counts.errors += 1
 
     def by_model_of(self, name: str) -> Live | None:
-        return next((live for live in self.by_model.values() if live.name == name), None)
+        return next((live for live in [*self.by_model.values(), *self.by_route.values()] if live.name == name), None)
 
     def wants_check(self, tag: Mapping[str, Any]) -> bool:
         """Whether to compare this candidate answer with the baseline's (the quality trigger's sample)."""
@@ -157,7 +179,7 @@ class CanaryBook:
             counts = self.counts.get(row.name)
             if counts is not None and counts.seq == row.seq and (counts.requests or counts.checked):
                 self.store.report(row.name, row.seq, self.replica, counts.values())
-            if row.state == "running" and row.model in self.models and row.candidate in self.models:
+            if row.state == "running" and self._known(row):
                 move = verdict(row, self.store.totals(row.name, row.seq), now)
                 new = self.store.transition(row, *move) if move is not None else None
                 if new is not None:
@@ -166,10 +188,31 @@ class CanaryBook:
                                 new.state, row.candidate, 100 * new.share, row.model, move[2])
         self._load(self.store.all())
 
+    def _known(self, row: Row) -> bool:
+        if row.candidate.startswith("router:"):
+            return row.model in self.routes and self._version(row) is not None
+        return row.model in self.models and row.candidate in self.models
+
+    def _version(self, row: Row) -> Any:
+        """The route planned by the candidate artefact (None when this replica cannot load it)."""
+        key = (row.model, row.candidate[len("router:"):])
+        if key not in self._versions:
+            from hedgeway.routing.tiers import RoutedModel
+
+            cfg = self.routes[row.model]
+            try:
+                self._versions[key] = RoutedModel(cfg.model_copy(update={"router": "trained",
+                                                                         "options": {"model": key[1]}}), self.models)
+            except (ValueError, KeyError) as exc:
+                log.warning("canary %s: cannot load router %s (%s); ignored", row.name, key[1], exc)
+                self._versions[key] = None
+        return self._versions[key]
+
     def _load(self, rows: list[Row]) -> None:
         live: dict[str, Live] = {}
+        routes: dict[str, Live] = {}
         for row in rows:
-            if row.model not in self.models or row.candidate not in self.models:
+            if not self._known(row):
                 if row.name not in self._warned and (row.state in LIVE or row.state == "promoted"):
                     self._warned.add(row.name)
                     log.warning("canary %s names a model this gateway does not have (%s → %s); ignored",
@@ -178,12 +221,15 @@ class CanaryBook:
             if row.name not in self.counts or self.counts[row.name].seq != row.seq:
                 self.counts[row.name] = Counts(row.seq)
             if row.share > 0:
-                group = self.models[row.candidate]
                 s = {**DEFAULTS, **row.settings}
                 sample = s["quality_sample"] if s["min_agreement"] is not None else 0.0
+                if row.candidate.startswith("router:"):
+                    routes[row.model] = Live(row.name, row.share, (), frozenset(), sample, self._version(row))
+                    continue
+                group = self.models[row.candidate]
                 live[row.model] = Live(row.name, row.share, group, frozenset(d.id for d in group), sample)
         self.rows = rows
-        self.by_model = live
+        self.by_model, self.by_route = live, routes
 
     def render_metrics(self) -> str:
         out = ["# HELP hedgeway_canary_share The candidate's share of its model's traffic.",
@@ -209,4 +255,5 @@ class CanaryBook:
 
 
 def open_canaries(config: Any, interval: float) -> CanaryBook:
-    return CanaryBook(CanaryStore(config.ledger.url), config.models, interval)
+    return CanaryBook(CanaryStore(config.ledger.url), config.models, interval,
+                      {r.name: r for r in config.router.routes})

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "cache": "cache",
     "eval": "eval",
     "shadow": "shadow",
+    "deployments": "deployments",
 }
 
 

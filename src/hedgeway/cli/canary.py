@@ -4,6 +4,8 @@ the ledger database the gateways share (running gateways pick changes up within 
     hedgeway canary start llama-for-mini --model gpt-4o-mini --candidate llama-local --config hedgeway.yaml \\
         [--stages 5,25,50,100] [--min-requests 50] [--min-seconds 300] [--max-error-rate 0.02] [--max-sla-rate 0.1]
         [--min-agreement 0.6 [--quality-sample 0.1] [--min-quality-samples 20]]
+    hedgeway canary start auto-v4 --model auto --candidate router:route-auto-v4.npz --config hedgeway.yaml
+        # a new router version (proven, `router train --labels`) takes a share of the route `auto`
     hedgeway canary status [NAME] [--json]        # state, share, this stage's counts, the event history
     hedgeway canary pause|resume|promote|rollback NAME
 
@@ -36,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     start = acts.add_parser("start", help="start a canary at its first stage")
     start.add_argument("name")
     start.add_argument("--model", required=True, help="the model name whose traffic is shared")
-    start.add_argument("--candidate", required=True, help="the model name that takes the share")
+    start.add_argument("--candidate", required=True,
+                       help="the model name that takes the share, or router:PATH (a proven router version for a route)")
     start.add_argument("--stages", default=",".join(map(str, DEFAULTS["stages"])),
                        help="percent per stage, ascending, ending at 100 (default 5,25,50,100)")
     for flag, kind in (("min_requests", int), ("min_seconds", float), ("max_error_rate", float),
@@ -85,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.action == "start":
-            for flag in ("model", "candidate"):
+            problem = _router_version(config, args.model, args.candidate)
+            if problem:
+                print(f"hedgeway canary: {problem}", file=sys.stderr)
+                return 2
+            for flag in ("model", "candidate") if not args.candidate.startswith("router:") else ():
                 if getattr(args, flag) not in config.models:
                     print(f"hedgeway canary: --{flag} {getattr(args, flag)!r} is not a model of {args.config}",
                           file=sys.stderr)
@@ -101,6 +108,23 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+
+
+def _router_version(config: Any, route: str, candidate: str) -> str | None:
+    """Why a `router:PATH` candidate cannot go live on `route` (None: it can, or it is a model canary)."""
+    if not candidate.startswith("router:"):
+        return None
+    from hedgeway.routing.trained import TrainedModel
+
+    if route not in {r.name for r in config.router.routes}:
+        return f"--model {route!r} is not a routed name of the config (a router version needs one)"
+    try:
+        gate = TrainedModel.load(candidate[len("router:"):]).gate
+    except ValueError as exc:
+        return str(exc)
+    if gate["proven"]:
+        return None
+    return f"router {candidate[len('router:'):]} is {gate['why']}: only a proven version goes live"
 
 
 def _act(store: Any, args: argparse.Namespace) -> int:

@@ -31,6 +31,26 @@ def run_check(args: argparse.Namespace) -> int:
             p = d.price
             print(f"    - {d.id}: {d.provider} {d.api_base or '(in-process)'}  "
                   f"${p.input}/${p.output} per M tokens [{p.source}]")
+    for line in route_lines(cfg):
+        print(line)
     for warning in cfg.warnings:
         print(f"warning: {warning}")
     return 0
+
+
+def route_lines(cfg) -> list[str]:
+    """One line per routed name; a router with a proof (`trained`) says whether it is proven, and
+    where an unproven one sends every request."""
+    from hedgeway.routing.config import TIERS
+    from hedgeway.routing.registry import ROUTERS
+
+    out = []
+    for route in cfg.router.routes:
+        gate = getattr(ROUTERS[route.router](route.options), "gate", None)
+        line = f"  {route.name}: {route.router} over " + ", ".join(f"{t}={m}" for t, m in route.tiers.items())
+        if gate is not None:
+            default = route.default or [t for t in TIERS if t in route.tiers][-1]
+            line = f"  {route.name}: {route.router} ({gate['version']}) {gate['why']}"
+            line += "" if gate["proven"] else f"; every request goes to {default}"
+        out.append(line)
+    return out

@@ -1,5 +1,7 @@
 """`hedgeway demo`: a real gateway on embedded defaults with labelled simulated upstreams, driven by the
-official OpenAI SDK. No API keys, no network; exits 0 and prints a summary read back from the ledger."""
+official OpenAI SDK. No API keys, no network; exits 0 and prints a summary read back from the ledger.
+`--self-hosted` puts a real model (llama.cpp + SmolLM2-135M, hedgeway.selfhost) behind the `simple` tier,
+with one slot and the gateway's queue in front of it; exit 1 (saying how to install it) when it is absent."""
 
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ DEMO_DB = "hedgeway-demo.db"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a local gateway with simulated upstreams and send it traffic")
-    p.add_argument("--requests", type=int, default=300, help="prompts to send (default 300)")
+    p.add_argument("--requests", type=int, default=None, help="prompts to send (default 300; 60 self-hosted)")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--db", default=f"sqlite:///{DEMO_DB}", help=f"ledger URL (default sqlite:///{DEMO_DB})")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--router-loop", action="store_true", help="instead: a route labelling its own traffic "
                    "(simulated tiers and judge; hedgeway.cli.demo_loop)")
+    p.add_argument("--self-hosted", action="store_true",
+                   help="route the simple tier to a real local model (llama.cpp + SmolLM2) instead of a simulator")
     p.set_defaults(func=run)
 
 
@@ -53,6 +57,16 @@ def demo_config(master_key: str, ledger_url: str) -> dict:
     }
 
 
+def real_self_hosted(config: dict, base_url: str) -> dict:
+    """`config` with the self-hosted tier on the real server at `base_url`: one slot (llama.cpp's default),
+    the surplus queued at the gateway and spilled to the cheap tier after 20 s."""
+    config["models"][2]["deployments"] = [{
+        "provider": "openai", "model": "smollm2", "id": "self-hosted (llama.cpp smollm2-135m)", "api_base": base_url,
+        "price": {"gpu_hour": "1.10", "gpus": 1, "tokens_per_second": 1500}, "timeout": 60,
+        "max_concurrency": 1, "queue_timeout": 20}]
+    return config
+
+
 def prompts() -> list[str]:
     text = files("hedgeway.data").joinpath("demo_prompts.txt").read_text()
     return [line.replace("\\n", "\n") for line in text.splitlines() if line.strip()]
@@ -70,26 +84,50 @@ def run(args: argparse.Namespace) -> int:
         from hedgeway.cli.demo_loop import run_loop
 
         return run_loop(args)
+
+    import contextlib
+    import sys
+
+    from hedgeway.config import from_dict
+    from hedgeway.selfhost import LlamaServer, model_path
+
+    key = "sk-demo-" + secrets.token_hex(8)
+    raw, server = demo_config(key, args.db), contextlib.nullcontext()
+    if args.self_hosted:
+        try:
+            model_path()
+        except LookupError as exc:
+            print(f"hedgeway demo --self-hosted: {exc}", file=sys.stderr)
+            return 1
+        print("Starting the local model server (llama.cpp, SmolLM2-135M, one thread)…")
+        server = LlamaServer()
+    with server:
+        if args.self_hosted:
+            raw = real_self_hosted(raw, server.base_url)
+        return _drive(args, key, from_dict(raw))
+
+
+def _drive(args: argparse.Namespace, key: str, config) -> int:
+    """Send the demo's traffic to a gateway on `config`, then print the summary and the verdict."""
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     import openai
     from tqdm import tqdm
 
-    from hedgeway.config import from_dict
     from hedgeway.http.background import BackgroundGateway
     from hedgeway.ledger import open_store
 
-    key = "sk-demo-" + secrets.token_hex(8)
-    config = from_dict(demo_config(key, args.db))
     texts = prompts()
     # After the first 21, every fifth request asks the question of 21 requests before again, as users of one
     # product do (long enough ago to be answered already, even at full concurrency): the cache answers it.
     jobs = [(texts[(i - 21 if i >= 21 and i % 5 == 4 else i) % len(texts)], "auto", i % 4 == 0)
-            for i in range(args.requests)]
+            for i in range(args.requests or (60 if args.self_hosted else 300))]
+    extra = {"max_tokens": 64} if args.self_hosted else {}  # a CPU model: short answers keep the demo short
     started_at = time.time()
-    print(f"Hedgeway demo: a gateway on 127.0.0.1 with three simulated upstreams (premium API, cheap API, "
-          f"self-hosted) behind the routed model `auto`; ledger {args.db}")
+    kind = "a real self-hosted model and two simulated APIs" if args.self_hosted else \
+        "three simulated upstreams (premium API, cheap API, self-hosted)"
+    print(f"Hedgeway demo: a gateway on 127.0.0.1 with {kind} behind the routed model `auto`; ledger {args.db}")
     with BackgroundGateway(config) as gw:
         client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
 
@@ -98,11 +136,12 @@ def run(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             try:
                 if stream:
-                    for _ in client.chat.completions.create(model=model, stream=True,
+                    for _ in client.chat.completions.create(model=model, stream=True, extra_body=extra,
                                                             messages=[{"role": "user", "content": prompt}]):
                         pass
                 else:
-                    client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
+                    client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                                   extra_body=extra)
                 return time.perf_counter() - t0, True
             except openai.APIError:
                 return time.perf_counter() - t0, False
@@ -118,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         from hedgeway.economics.planner import verdict
     except ImportError:
         return 0
-    print("\nBuild vs buy, from this traffic:\n" + verdict(rows))
+    print("\nBuild vs buy, from this traffic:\n" + verdict(rows, deployments=config.deployments))
     return 0
 
 
@@ -148,8 +187,8 @@ def _summary(rows, results, db: str, premium) -> None:
     print(f"Cache: {len(hits)} of {len(rows)} requests answered from the exact cache in p50 "
           f"{pct([r.latency_ms for r in hits], .5):.2f} ms, at no upstream cost: {saved:.6f} USD saved.")
     fallbacks = sum(1 for r in rows if r.route and '"fallbacks"' in r.route)
-    print(f"\n{fallbacks} request(s) fell back to another tier after a simulated self-hosted failure; "
-          f"{len(rows) - ok} failed outright.")
+    print(f"\n{fallbacks} request(s) fell back to another tier after the self-hosted one failed or stayed busy "
+          f"past its queue_timeout; {len(rows) - ok} failed outright.")
     print(f"Read the ledger again any time: hedgeway spend --db {db}")
 
 

@@ -113,7 +113,7 @@ def run_loop(args) -> int:
     from hedgeway.routing.label_store import LabelStore
 
     key = "sk-demo-" + secrets.token_hex(8)
-    jobs = prompts(args.requests)
+    jobs = prompts(args.requests or 300)
     started = time.time()
     print(f"Hedgeway router-loop demo (SIMULATED models and judge, no network): {len(jobs)} prompts of "
           f"{len(KINDS)} kinds to the routed name `auto`, every one answered by its strong tier and labelled "

@@ -4,6 +4,7 @@
     hedgeway eval run --dataset golden.jsonl --model NAME (--gateway URL | --config FILE) --name RUN
     hedgeway eval compare BASELINE CANDIDATE --db URL [--max-drop 0.03] [--report out.md]
     hedgeway eval runs --db URL
+    hedgeway eval score --scorers rouge_l,bertscore --input pairs.jsonl --output scores.jsonl   (eval_score.py)
 
 Exit codes: 0 ok; 1 the gate failed (compare) or a run had errors; 2 bad input (dataset, config, runs).
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from hedgeway.cli import eval_score
 
 _DEFAULT_DB = "sqlite:///hedgeway.db"
 
@@ -62,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = cmds.add_parser("runs", help="list stored runs")
     ls.add_argument("--db", default=_DEFAULT_DB)
     ls.set_defaults(func=_runs)
+    eval_score.register(cmds)
 
 
 def _fail(exc: Exception) -> int:

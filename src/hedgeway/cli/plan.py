@@ -3,6 +3,11 @@
     hedgeway plan --daily-input-tokens 10000000 --daily-output-tokens 2000000 --api-model claude-3-5-sonnet \\
                   --gpu-hourly 2.10 --gpus 2 [--naive] [--json] [--report plan.html]
     hedgeway plan --from-ledger [sqlite:///hedgeway.db] --since 7d [--what-if "simple=self:llama3-8b-1xa10,rest=logged"]
+                  [--config hedgeway.yaml] [--bench bench.json]
+
+With the gateway's `--config`, its GPU-hour-priced (self-hosted) deployments are planned at their measured
+throughput (the ledger's streams, or a `hedgeway deployments bench --json` result) and their traffic is
+compared with what the API would have cost for it.
 
 Flags override the scenario file (`--scenario FILE`, format in hedgeway.economics.scenario); `--json`
 prints the plan (schema in hedgeway.economics.planner). Exit status: 0 ok, 1 ledger unavailable, 2 bad input.
@@ -48,6 +53,9 @@ def register(subparsers: Any) -> None:
     src.add_argument("--from-ledger", nargs="?", const=DEFAULT_LEDGER, metavar="URL",
                      help=f"plan from logged traffic (default URL {DEFAULT_LEDGER})")
     src.add_argument("--since", default=None, metavar="AGE", help="ledger window: 7d, 24h, 90m or an ISO date")
+    src.add_argument("--config", metavar="FILE", help="the gateway's config: which deployments are self-hosted")
+    src.add_argument("--bench", action="append", default=[], metavar="FILE.json",
+                     help="a `hedgeway deployments bench --json` result (repeatable)")
     for flag, meta, text in (("--daily-input-tokens", "N", "input tokens per day"),
                              ("--daily-output-tokens", "N", "output tokens per day"),
                              ("--daily-cached-input-tokens", "N", "of the input, tokens read from a prompt cache"),
@@ -138,7 +146,20 @@ def _records(url: str, since: float | None) -> list:
         store.close()
 
 
+def _bench(path: str) -> dict:
+    """A bench result file; ValueError (exit 2) when it is not one."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            result = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--bench {path}: {exc}") from None
+    if not isinstance(result, dict) or result.get("schema") != "hedgeway.bench/1":
+        raise ValueError(f"--bench {path}: not a `hedgeway deployments bench --json` result")
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
+    from hedgeway.config import load
     from hedgeway.economics import planner
     from hedgeway.economics import scenario as scenarios
     from hedgeway.errors import ConfigError
@@ -154,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         if args.from_ledger:
             since = parse_since(args.since) if args.since else None
             records = _records(args.from_ledger, since)
-        plan = planner.build_plan(scenario, records)
+        deployments = load(args.config).deployments if args.config else None
+        plan = planner.build_plan(scenario, records, deployments, [_bench(path) for path in args.bench])
     except (ConfigError, ValueError) as exc:
         print(f"hedgeway plan: error: {exc}", file=sys.stderr)
         return 2
@@ -206,8 +228,9 @@ def render_text(plan: dict[str, Any]) -> str:
     cap = plan["capacity_tokens_per_day"]
     lines += ["", f"Self-host {sh['profile']}: {sh['model']} on {sh['gpus']}× {sh['gpu']} at ${sh['gpu_hourly_usd']}/h "
                   f"({sh['billing']}), +{sh['overhead']:.0%} overhead = {_usd(sh['deployment_monthly_usd'])}/month per "
-                  f"deployment" + (f"; {sh['tokens_per_s']} tokens/s at {sh['utilisation']:.0%} = {tokens(cap)} "
-                                   "tokens/day each" if cap else "; throughput unknown"),
+                  f"deployment" + (f"; {sh['tokens_per_s']} tokens/s ({sh['tokens_per_s_source']}) at "
+                                   f"{sh['utilisation']:.0%} = {tokens(cap)} tokens/day each" if cap
+                                   else "; throughput unknown"),
               f"  at this volume: {plan['deployments']} deployment(s), {_usd(plan['self_host_monthly_usd'])}/month; "
               f"break-even {tokens(plan['break_even_tokens_per_day'])}/day — {plan['break_even_reason']}", "",
               f"Self-host profiles (vs {plan['api_options'][0]['name']}):",
@@ -230,6 +253,17 @@ def render_text(plan: dict[str, Any]) -> str:
                   _grid(["model", "deployment", "requests", "tokens", "share", "spend"],
                         [[m["model"], m["deployment"], m["requests"], tokens(m["tokens"]), _pct(m["share"]),
                           _usd(m["spend_usd"])] for m in led["mix"]])]
+    if plan["measured_throughput"]:
+        lines += ["", "Throughput measured (output tokens/s per stream from the ledger; bench: under concurrency):",
+                  _grid(["deployment", "tokens/s", "from", "requests", "TTFT p50 ms"],
+                        [[d, f"{f['output_tokens_per_s']} measured", f["source"], f["requests"],
+                          f.get("ttft_ms_p50") or "-"] for d, f in plan["measured_throughput"].items()])]
+    if plan["self_hosted"]:
+        lines += ["", "Self-hosted deployments against the API (monthly, at this traffic):",
+                  _grid(["deployment", "tokens/s", "replicas", "logged", "at this throughput", "on the API"],
+                        [[r["deployment"], f"{r['tokens_per_s']:g} {r['tokens_per_s_source']}", r["deployments"],
+                          _usd(r["logged_monthly_usd"]), _usd(r["self_host_monthly_usd"]),
+                          f"{_usd(r['api_monthly_usd'])} ({r['api']})"] for r in plan["self_hosted"]])]
     if plan["what_if"]:
         lines += ["", "What-if re-pricing of the logged requests:",
                   _grid(["policy", "monthly", "deployments", "routed", "saving"],

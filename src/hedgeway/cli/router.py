@@ -9,6 +9,9 @@
     hedgeway router train --data DIR --output model.npz [--split train]
         fit the learned router on (prompt, strong quality, weak quality) lines; use it with
         `options: {model: model.npz}` on a route (or --model for score/eval).
+    hedgeway router train --labels FILE [--cv 5] [--oof-output OOF] [--output MODEL] [--json]
+        a route's own router from its own labels, with its proof (see `hedgeway.cli.router_labels`);
+        use it with `router: trained, options: {model: MODEL}`.
     hedgeway router labels import FILE | export --db DB --route NAME
         a route's labels (hedgeway.cli.label_io).
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+
+from hedgeway.cli.router_labels import add_arguments as add_label_arguments
 
 
 def _router(args) -> Any:
@@ -87,6 +92,12 @@ def evaluate(args) -> int:
 
 
 def train(args) -> int:
+    if args.labels:
+        from hedgeway.cli.router_labels import train_labels
+
+        return train_labels(args)
+    if not (args.data and args.output):
+        raise SystemExit("router train needs --data DIR --output MODEL (or --labels FILE)")
     import numpy as np
 
     from hedgeway.routing import evaluate as ev
@@ -135,15 +146,16 @@ def register(subparsers: Any) -> None:
     e.add_argument("--json", help="write the full results (curves included) as JSON here")
     e.set_defaults(func=evaluate)
 
-    t = sub.add_parser("train", help="fit the learned router")
-    t.add_argument("--data", required=True, help="directory of *.jsonl {prompt, strong, weak[, split]}")
+    t = sub.add_parser("train", help="fit the learned router (--data) or a route's own router (--labels)")
+    t.add_argument("--data", help="directory of *.jsonl {prompt, strong, weak[, split]}")
     t.add_argument("--split", default="train", help="only lines with this split (default train)")
-    t.add_argument("--output", required=True, help="the .npz artefact to write")
+    t.add_argument("--output", help="the .npz artefact to write")
     t.add_argument("--dim", type=int, default=1 << 15, help="hashed n-gram buckets (default 32768)")
     t.add_argument("--l2", type=float, default=1e-4)
     t.add_argument("--epochs", type=int, default=300)
     t.add_argument("--target", choices=["wins", "soft"], default="wins")
     t.add_argument("--version", default="custom", help="recorded in the artefact's metadata")
+    add_label_arguments(t)
     t.set_defaults(func=train)
 
     from hedgeway.cli import label_io

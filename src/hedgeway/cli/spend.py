@@ -4,6 +4,10 @@ the ledger says was spent.
 `--period day|week|month|total` folds the rows into calendar periods (UTC; weeks start on Monday) before
 grouping by the `--by` columns; `--by user` attributes each key's spend to the user the key belongs to.
 
+`errors` counts failed requests and streams that broke after their 200 (as /metrics does); `estimated`
+counts requests whose tokens Hedgeway counted itself because the upstream reported no usage (README:
+"Usage the upstream did not report").
+
 Reads only: a SQLite file that does not exist is an error (exit 1), never silently created. Costs are
 exact: the table rounds them to 6 decimals for display, `--json` prints the exact sum as a string.
 """
@@ -66,9 +70,9 @@ def exact(cost) -> str:
 
 def table(rows: list[dict], keys: list[str]) -> str:
     """Aligned plain-text columns, group values left-aligned, numbers right-aligned, then a total line."""
-    numbers = ["requests", "errors", "prompt_tokens", "completion_tokens", "cost"]
-    headings = [_HEADINGS[k] for k in keys] + ["requests", "errors", "prompt tokens", "completion tokens",
-                                               "cost (USD)"]
+    numbers = ["requests", "errors", "estimated", "prompt_tokens", "completion_tokens", "cost"]
+    headings = [_HEADINGS[k] for k in keys] + ["requests", "errors", "estimated", "prompt tokens",
+                                               "completion tokens", "cost (USD)"]
 
     def cells(row: dict) -> list[str]:
         return ([("-" if row[k] is None else str(row[k])) for k in keys]

@@ -24,6 +24,17 @@ are numbers; null means unknown or never:
                    simple_share, mix[] {model, deployment, requests, tokens, share, spend_usd}}
     what_if[]     {policy, monthly_usd, api_monthly_usd, self_host_monthly_usd, deployments, routed_share,
                    savings_usd, savings_pct}          (vs the logged run-rate; ledger mode only)
+    bench[]       the `hedgeway deployments bench --json` results given (hedgeway.capacity)
+    measured_throughput  {deployment: {output_tokens_per_s, requests, output_tokens, decode_seconds, ttft_ms_p50,
+                   ttft_ms_p95, source ("ledger" | "bench"), bench_output_tokens_per_s?, bench_concurrency?}}
+    self_hosted[] {deployment, requests, tokens_per_day, gpu_hourly_usd, gpus, tokens_per_s, tokens_per_s_source
+                   ("measured" | "assumed"), deployments, logged_monthly_usd, self_host_monthly_usd, api,
+                   api_monthly_usd}       (GPU-hour-priced deployments of the gateway config, ledger mode only)
+
+With the gateway's deployments (`hedgeway plan --config`), the self-hosted (GPU-hour-priced) ones are
+told apart: their logged spend is not an API price, so the "as logged" baseline prices their traffic on
+the API option instead, and the self-host option becomes the most-used one at its measured throughput
+(`self_host.tokens_per_s_source` says "measured"; "assumed" is the profile's figure).
 
 `verdict(records)` is the same plan told in one paragraph (the demo ends with it).
 """
@@ -31,19 +42,20 @@ are numbers; null means unknown or never:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable
 
 from hedgeway import pricing
 from hedgeway.economics import costmodel as cm
+from hedgeway.economics import measured as ms
 from hedgeway.economics.report import verdict_text
 from hedgeway.economics.scenario import Scenario, build_scenario
 from hedgeway.economics.scoring import assess, assessment_json
 from hedgeway.economics.whatif import complexity_of, default_policies, reprice, small_target
 from hedgeway.ledger.base import Record
-from hedgeway.types import PriceCard
+from hedgeway.types import Deployment, PriceCard
 
 SCHEMA = "hedgeway.plan/1"
 ASSUMED_SIMPLE_SHARE = Decimal("0.6")  # the article: a small model meets the bar for 60–70% of queries
@@ -138,14 +150,18 @@ class _Option:
 
 
 def _options(sc: Scenario, recs: list[Record] | None, stats: TrafficStats | None, traffic: cm.Traffic | None,
-             ratio: Decimal) -> list[_Option]:
-    """API baselines: in ledger mode the logged spend first, then each API option re-priced request by
-    request; otherwise each option priced on the scenario's traffic (or rate only, without traffic)."""
+             ratio: Decimal, selfd: dict[str, Deployment]) -> list[_Option]:
+    """API baselines: in ledger mode the logged spend first (self-hosted traffic in it priced on the API
+    option), then each API option re-priced request by request; otherwise each option priced on the
+    scenario's traffic (or rate only, without traffic)."""
     volume = traffic.total if traffic else Decimal(0)
     out = []
     if stats and recs:
-        out.append(_Option("as logged", None, stats.monthly_run_rate,
-                           cm.rate_from_spend(stats.monthly_run_rate, volume)))
+        name, logged = "as logged", stats.monthly_run_rate
+        if any(r.deployment in selfd for r in recs):
+            name = f"as logged (self-hosted traffic at {sc.api.name})"
+            logged = ms.at_api(recs, selfd, sc.api.card) / stats.window_days * cm.DAYS_PER_MONTH
+        out.append(_Option(name, None, logged, cm.rate_from_spend(logged, volume)))
     for opt in (sc.api, *sc.compare):
         if stats and recs:
             monthly = reprice(recs, {"rest": opt.name}, stats, sc)["api_monthly"]
@@ -179,13 +195,22 @@ def _ledger_json(s: TrafficStats) -> dict[str, Any]:
             "mix": s.mix}
 
 
-def build_plan(scenario: Scenario, records: Iterable[Record] | None = None) -> dict[str, Any]:
+def build_plan(scenario: Scenario, records: Iterable[Record] | None = None,
+               deployments: dict[str, Deployment] | None = None, bench: Iterable[dict] = ()) -> dict[str, Any]:
     """The plan for `scenario` as JSON types (schema in this module's docstring). With `records` (ledger
     mode) traffic comes from the ledger, the logged spend is the first API baseline and what-ifs re-price
-    the logged requests; otherwise traffic is the scenario's (optional)."""
-    sc, spec, notes = scenario, scenario.self_host, []
+    the logged requests; otherwise traffic is the scenario's (optional). `deployments` (the gateway's)
+    tell the self-hosted ones apart; `bench` results (`hedgeway deployments bench --json`) add measures."""
+    sc, notes = scenario, []
     recs = None if records is None else list(records)
     stats = summarise(recs) if recs else None
+    bench = list(bench)
+    measured, selfd = ms.figures(recs or (), bench), ms.self_hosted(deployments or {})
+    top = max((d for d in selfd if d in measured), key=lambda d: measured[d]["requests"], default=None)
+    if top is not None:
+        sc = replace(sc, self_host=ms.measured_spec(sc.self_host, selfd[top], measured[top]))
+        notes.append(f"self-host option: {top} at its measured {ms.capacity(measured[top])} output tokens/s")
+    spec = sc.self_host
     if recs is not None and not recs:
         notes.append("the ledger has no requests in this window")
     if stats and sc.traffic:
@@ -194,7 +219,7 @@ def build_plan(scenario: Scenario, records: Iterable[Record] | None = None) -> d
     volume = traffic.total if traffic and traffic.total else None
     naive_ratio = cm.ARTICLE_OUTPUT_RATIO if sc.output_ratio is None else sc.output_ratio
     ratio = traffic.output_ratio if volume and (stats or sc.output_ratio is None) else naive_ratio
-    options = _options(sc, recs, stats, traffic, ratio)
+    options = _options(sc, recs, stats, traffic, ratio, selfd)
     fixed, capacity = cm.self_host_monthly_cost(spec), cm.spec_capacity(spec)
     api_rows = []
     for o in options:
@@ -239,6 +264,7 @@ def build_plan(scenario: Scenario, records: Iterable[Record] | None = None) -> d
         "self_host": {"profile": spec.name, "model": spec.model, "gpu": spec.gpu, "gpus": spec.gpus,
                       "billing": spec.billing, "gpu_hourly_usd": f"{spec.gpu_hourly:f}",
                       "tokens_per_s": _int(spec.tokens_per_s), "utilisation": float(spec.utilisation),
+                      "tokens_per_s_source": "measured" if top else "assumed",
                       "overhead": float(spec.overhead), "fte": float(spec.fte),
                       "deployment_monthly_usd": _money(cm.deployment_monthly_cost(spec)),
                       "labour_monthly_usd": _money(cm.labour_monthly_cost(spec.fte, spec.fte_annual_cost))},
@@ -252,6 +278,9 @@ def build_plan(scenario: Scenario, records: Iterable[Record] | None = None) -> d
         "by_tier": _by_tier(sc, recs, stats, options[0], volume, at_volume),
         "assessment": assessment_json(a), "ledger": _ledger_json(stats) if stats else None,
         "what_if": _what_ifs(sc, recs, stats) if stats and recs else [],
+        "measured_throughput": measured, "bench": list(bench),
+        "self_hosted": ms.self_hosted_rows(recs, stats.window_days, selfd, measured, scenario.self_host,
+                                           sc.api.name, sc.api.card) if stats and recs else [],
     }
 
 
@@ -288,8 +317,9 @@ def _what_ifs(sc: Scenario, recs: list[Record], stats: TrafficStats) -> list[dic
     return rows
 
 
-def verdict(records: Iterable[Record], scenario: Scenario | None = None) -> str:
+def verdict(records: Iterable[Record], scenario: Scenario | None = None,
+            deployments: dict[str, Deployment] | None = None) -> str:
     """One paragraph on `records` (ledger rows, e.g. the demo's traffic): volume, run-rate, tier, the
     break-even of the default self-host profile against the logged prices, and the best what-if.
     `scenario` defaults to the shipped catalogues and defaults (`build_scenario({})`)."""
-    return verdict_text(build_plan(scenario or build_scenario({}), list(records)))
+    return verdict_text(build_plan(scenario or build_scenario({}), list(records), deployments))

@@ -274,7 +274,7 @@ def _section_assumptions(plan: dict[str, Any]) -> list[str]:
     used = _pct(t["output_ratio_used"])
     rows = [["traffic", f"{cm.tokens(t['tokens_per_day'])} tokens/day; output ratio used {used}"],
             ["self-host", f"{sh['profile']}: {sh['gpus']}× {sh['gpu']} at ${sh['gpu_hourly_usd']}/h ({sh['billing']}), "
-                          f"{sh['tokens_per_s']} tokens/s per deployment, target utilisation {sh['utilisation']:.0%}, "
+                          f"{sh['tokens_per_s']} tokens/s per deployment ({sh.get('tokens_per_s_source', 'assumed')}), target utilisation {sh['utilisation']:.0%}, "
                           f"overhead {sh['overhead']:.0%}, {sh['fte']:g} FTE"],
             ["month", "30 days, 720 hours"]] + [["note", n] for n in plan["notes"]]
     return ["<h2>Assumptions</h2>", _table(["", ""], rows)]
@@ -295,6 +295,9 @@ def render_html(plan: dict[str, Any]) -> str:
             "<h2>Cost against volume</h2>", _img(cost_curve_svg(plan), "monthly cost vs tokens per day")]
     if bars:
         html += ["<h2>Cost by tier at your volume</h2>", _img(bar_chart("Monthly cost by tier", bars), "cost by tier")]
-    for section in (_section_options, _section_what_if, _section_ledger, _section_score, _section_assumptions):
+    from hedgeway.economics.report_capacity import section as _section_capacity  # it builds on this module
+
+    for section in (_section_options, _section_what_if, _section_ledger, _section_capacity, _section_score,
+                    _section_assumptions):
         html += section(plan)
     return "\n".join(html + ["</body></html>"])

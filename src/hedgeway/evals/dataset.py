@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from hedgeway.errors import ConfigError
 from hedgeway.strict import Strict
@@ -56,41 +56,49 @@ def _where(err: dict[str, Any]) -> str:
     return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[") or "case"
 
 
-def parse_line(text: str, where: str) -> Case:
+def parse_line(text: str, where: str, model: type[BaseModel] = Case) -> Any:
+    """One JSONL line validated as `model` (a Case by default); ConfigError naming `where` and the field."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(where, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(data, dict):
-        raise ConfigError(where, "a case must be a JSON object")
+        raise ConfigError(where, f"a {model.__name__.lower()} must be a JSON object")
     try:
-        return Case.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(f"{where}: {_where(err)}", err["msg"]) from None
 
 
-def load(path: str | Path) -> list[Case]:
-    """Every case of a JSONL golden set, validated; ConfigError (path:line: field: message) on the first
-    bad line, or on a repeated id."""
+def read_jsonl(path: str | Path, model: type[BaseModel], what: str) -> list[Any]:
+    """Every line of a JSONL file validated as `model` (which has an `id`, unique in the file); blank lines
+    and `//` lines skipped. ConfigError (file:line: field: message) on the first bad line, a repeated id,
+    an unreadable file or one with nothing in it."""
     name = Path(path).name
-    cases: list[Case] = []
-    seen: dict[str, int] = {}
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read the dataset ({exc.strerror})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(str(path), f"cannot read the {what} ({reason})") from None
+    items: list[Any] = []
+    seen: dict[Any, int] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("//"):
             continue
-        case = parse_line(line, f"{name}:{n}")
-        if case.id in seen:
-            raise ConfigError(f"{name}:{n}: id", f"duplicate id {case.id!r} (first on line {seen[case.id]})")
-        seen[case.id] = n
-        cases.append(case)
-    if not cases:
-        raise ConfigError(name, "the dataset has no cases")
-    return cases
+        item = parse_line(line, f"{name}:{n}", model)
+        if item.id in seen:
+            raise ConfigError(f"{name}:{n}: id", f"duplicate id {item.id!r} (first on line {seen[item.id]})")
+        seen[item.id] = n
+        items.append(item)
+    if not items:
+        raise ConfigError(name, f"the {what} has no {model.__name__.lower()}s")
+    return items
+
+
+def load(path: str | Path) -> list[Case]:
+    """Every case of a JSONL golden set, validated (see read_jsonl)."""
+    return read_jsonl(path, Case, "dataset")
 
 
 def dump(cases: list[Case], path: str | Path) -> None:

@@ -112,7 +112,7 @@ async def run_cases(cases: list[Case], spec: RunSpec, client: Any, store: EvalSt
         raise ConfigError("scorers.llm_judge.model", "the judge needs a model: --judge-model NAME")
     done = await asyncio.to_thread(store.done, spec.name)
     todo = [c for c in cases if c.id not in done]
-    env = Env(client, spec.judge_model)
+    env = Env(client, spec.judge_model, tuple(c.reference for c in cases if c.reference is not None))
     sem = asyncio.Semaphore(max(1, spec.concurrency))
     counts = {"answered": 0, "errors": 0}
     from tqdm import tqdm

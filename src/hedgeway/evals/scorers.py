@@ -11,8 +11,9 @@ by `compare`, never guessed. `settings` are the run's settings for that scorer w
 | contains | 1 if the output contains `value` (default: the reference); a list: the share found | value, ignore_case (true) |
 | regex | 1 if `pattern` matches anywhere in the output | pattern (required), ignore_case (false) |
 | json_valid | 1 if the output (without a ``` fence) parses as JSON | — |
-| rouge_l | ROUGE-L F1 to the reference over lower-cased word tokens (LCS) | — |
-| embedding | cosine of the output's and the reference's embeddings, floored at 0. A cheap offline stand-in for BERTScore, not BERTScore | embedder ("minilm") |
+| rouge_l, rouge_1, rouge_2 | ROUGE-L / -1 / -2 F-measure to the reference, as rouge-score 0.1.2 (evals/rouge.py) | tokenizer ("rouge_score" or "unicode") |
+| bertscore | BERTScore F1 to the reference, as bert-score 0.3.13 on MiniLM's last layer (evals/bertscore.py) | idf (false): weights from the golden set's references |
+| embedding | cosine of the mean-pooled MiniLM vectors of output and reference, floored at 0 (not BERTScore) | embedder ("minilm") |
 | llm_judge | a model (through the gateway) grades 1-10 on a rubric; stored as (n-1)/9 | model, rubric |
 """
 
@@ -22,12 +23,13 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-from hedgeway.canary.quality import rouge_l as rouge_l_f1  # one ROUGE-L for canaries, shadows and evals
 from hedgeway.errors import ConfigError
 from hedgeway.evals.dataset import Case
+from hedgeway.evals.rouge import TOKENIZERS, Rouge, rouge_l, rouge_n
 from hedgeway.evals.store import Score
 
 _FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
@@ -50,10 +52,12 @@ Rate how correct, complete and helpful the assistant's answer is, from 1 (useles
 
 @dataclass(slots=True)
 class Env:
-    """What scorers that call out need: the gateway client (AsyncOpenAI) and the default judge model."""
+    """What scorers that call out need: the gateway client (AsyncOpenAI) and the default judge model; and
+    the golden set's references (bertscore's idf weights are computed over them)."""
 
     client: Any = None
     judge_model: str | None = None
+    references: tuple[str, ...] = ()
 
 
 Scorer = Callable[[str, Case, dict[str, Any], Env], Awaitable["Score | None"]]
@@ -97,10 +101,46 @@ async def json_valid(output: str, case: Case, s: dict[str, Any], env: Env) -> Sc
     return Score("json_valid", 1.0)
 
 
-async def rouge_l(output: str, case: Case, s: dict[str, Any], env: Env) -> Score | None:
+def _rouge(name: str, measure: Callable[[list[str], list[str]], Rouge]) -> Scorer:
+    """A ROUGE scorer: `measure(reference tokens, output tokens)`, the F-measure as the value."""
+    async def score(output: str, case: Case, s: dict[str, Any], env: Env) -> Score | None:
+        if case.reference is None:
+            return None
+        if s.get("use_stemmer"):
+            raise ConfigError(f"scorers.{name}.use_stemmer", "stemming is not implemented (scores match "
+                                                             "rouge-score's default, use_stemmer=False)")
+        split = TOKENIZERS.get(s.get("tokenizer", "rouge_score"))
+        if split is None:
+            raise ConfigError(f"scorers.{name}.tokenizer", f"one of {', '.join(TOKENIZERS)}")
+        r = measure(split(case.reference), split(output))
+        return Score(name, r.fmeasure, f"P {r.precision:.4f} R {r.recall:.4f}", {"p": r.precision, "r": r.recall})
+    return score
+
+
+@lru_cache(maxsize=1)
+def _bert_scorer():
+    from hedgeway.evals.bertscore import BertScorer  # lazily: onnxruntime loads only when a run uses it
+
+    try:
+        return BertScorer()
+    except RuntimeError as exc:  # the `semantic` extra is not installed
+        raise ConfigError("scorers.bertscore", str(exc)) from None
+
+
+@lru_cache(maxsize=4)
+def _idf(references: tuple[str, ...]) -> dict[int, float]:
+    return _bert_scorer().idf_weights(references)
+
+
+async def bertscore(output: str, case: Case, s: dict[str, Any], env: Env) -> Score | None:
     if case.reference is None:
         return None
-    return Score("rouge_l", rouge_l_f1(output, case.reference))
+    scorer = _bert_scorer()
+    if s.get("idf") and not env.references:
+        raise ConfigError("scorers.bertscore.idf", "idf weights need the golden set's references (none given)")
+    idf = await scorer.model.in_worker(_idf, env.references) if s.get("idf") else None  # tokenises the set once
+    p, r, f = await scorer.model.in_worker(scorer.score, output, case.reference, idf)
+    return Score("bertscore", f, f"P {p:.4f} R {r:.4f}; {scorer.describe(idf is not None)}", {"p": p, "r": r})
 
 
 def _embedder(name: str):
@@ -156,7 +196,9 @@ async def llm_judge(output: str, case: Case, s: dict[str, Any], env: Env) -> Sco
 
 SCORERS: dict[str, Scorer] = {
     "exact": exact, "contains": contains, "regex": regex, "json_valid": json_valid,
-    "rouge_l": rouge_l, "embedding": embedding, "llm_judge": llm_judge,
+    "rouge_l": _rouge("rouge_l", rouge_l), "rouge_1": _rouge("rouge_1", lambda t, p: rouge_n(t, p, 1)),
+    "rouge_2": _rouge("rouge_2", lambda t, p: rouge_n(t, p, 2)), "bertscore": bertscore,
+    "embedding": embedding, "llm_judge": llm_judge,
 }
 
 

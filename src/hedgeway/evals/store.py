@@ -39,11 +39,13 @@ class Result:
 
 @dataclass(slots=True)
 class Score:
-    """One scorer's verdict on one case: `value` in [0, 1], or None when it could not score (counted)."""
+    """One scorer's verdict on one case: `value` in [0, 1], or None when it could not score (counted).
+    `parts`: its sub-measures (precision "p", recall "r"), for `eval score`'s output; not stored."""
 
     scorer: str
     value: float | None
     detail: str = ""
+    parts: dict[str, float] = field(default_factory=dict)
 
 
 class EvalStore:

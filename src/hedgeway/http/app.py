@@ -11,7 +11,7 @@ from typing import Callable
 
 from hedgeway.config import Config
 from hedgeway.http.routes import Routes
-from hedgeway.http.server import Server
+from hedgeway.http.server import Limits, Server
 from hedgeway.pipeline import Gateway
 
 log = logging.getLogger("hedgeway")
@@ -23,7 +23,9 @@ def build(config: Config) -> tuple[Gateway, Server]:
     store = open_store(config.ledger.url)
     store.migrate()
     gateway = Gateway(config, store)
-    return gateway, Server(Routes(gateway), config.server.max_body_bytes)
+    s = config.server
+    limits = Limits(s.max_body_bytes, s.head_timeout, s.body_timeout, s.idle_timeout, s.max_connections)
+    return gateway, Server(Routes(gateway), limits)
 
 
 def install_uvloop() -> None:
@@ -39,6 +41,9 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
     """Run one worker until SIGTERM/SIGINT (or `stop` is set), then drain and flush the ledger.
     `on_ready(port)` is called once the socket listens."""
     gateway, server = build(config)
+    handlers, scrub = list(logging.getLogger().handlers), gateway.redact.log_filter()
+    for handler in handlers:  # no configured credential in any log line, whoever logs it
+        handler.addFilter(scrub)
     # The ledger writer is a second thread: when it holds the GIL, the event loop would wait up to the
     # default 5 ms switch interval for it — straight into the latency tail. 0.25 ms bounds that wait.
     sys.setswitchinterval(0.00025)
@@ -59,4 +64,7 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
     finally:
         await server.shutdown()
         await gateway.close()
+        server.app.close()
         log.info("hedgeway stopped; ledger flushed (%d records written)", gateway.ledger.written)
+        for handler in handlers:
+            handler.removeFilter(scrub)

@@ -15,36 +15,24 @@ from hedgeway.auth import bearer
 from hedgeway.errors import HedgewayError, InvalidRequest, MethodNotAllowed, NotFound
 from hedgeway.http.admin import PREFIX as ADMIN_PREFIX, Admin
 from hedgeway.http.feedback import feedback_handler
+from hedgeway.http.errors import error_response, json_body as _json, pipeline_failed
 from hedgeway.http.messages import Messages
+from hedgeway.http.responses import PREFIX as RESPONSES_PREFIX, Responses
 from hedgeway.http import openapi
 from hedgeway.http.router_stats import router_stats_handler
 from hedgeway.http.ui import UI
 from hedgeway.http.server import Request, Response, StreamingResponse
 from hedgeway.chat_request import parse_chat
-from hedgeway.pipeline import Gateway, RequestContext
+from hedgeway.context import RequestContext
+from hedgeway.pipeline import Gateway
 
 log = logging.getLogger("hedgeway.http")
 Handler = Callable[[Request], Awaitable["Response | StreamingResponse"]]
 
 
-def _json(request: Request) -> object:
-    try:
-        return orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("We could not parse the JSON body of your request. The body must be valid JSON.",
-                             code="invalid_json") from None
-
-
 def _key(request: Request) -> str | None:
     h = request.headers
     return bearer(h.get("authorization"), h.get("x-api-key"))
-
-
-def error_response(exc: HedgewayError, request_id: str | None = None) -> Response:
-    headers = dict(exc.headers)
-    if request_id:
-        headers["x-hedgeway-request-id"] = request_id
-    return Response(exc.status_code, exc.to_body(), headers)
 
 
 class Routes:
@@ -53,6 +41,7 @@ class Routes:
         self.admin = Admin(gateway)  # everything under /admin/ (master key only)
         self.ui = UI(gateway)  # the dashboard: /ui and /ui/api/* (master or admin key)
         messages = Messages(gateway)
+        self.responses = Responses(gateway)  # OpenAI's Responses API and its store
         self.table: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self.chat},
             "/chat/completions": {"POST": self.chat},
@@ -68,6 +57,7 @@ class Routes:
             "/openapi.json": {"GET": openapi.serve},
             "/v1/messages": messages.methods(messages.create),  # Anthropic's Messages API
             "/v1/messages/count_tokens": messages.methods(messages.count_tokens),
+            "/v1/responses": {"POST": self.responses.create},
         }
 
     async def __call__(self, request: Request) -> Response | StreamingResponse:
@@ -78,6 +68,8 @@ class Routes:
                     return await self.admin(request)
                 if self.ui.handles(request.path):
                     return await self.ui(request)
+                if request.path.startswith(RESPONSES_PREFIX):
+                    return await self.responses.by_id(request)
                 raise NotFound(f"Unknown path {request.path[:200]}", code="unknown_url")
             handler = methods.get(request.method)
             if handler is None:
@@ -91,10 +83,7 @@ class Routes:
         try:
             return await call()
         except HedgewayError as exc:
-            self.gateway.failed(ctx, endpoint, model, exc, stream)
-            if exc.status_code >= 500:
-                log.warning("request %s to %s failed: %s", ctx.request_id, model, exc.message)
-            return error_response(exc, ctx.request_id)
+            return pipeline_failed(self.gateway, ctx, endpoint, model, exc, stream)
 
     async def chat(self, request: Request) -> Response | StreamingResponse:
         ctx = self.gateway.begin(_key(request), request.headers.get("traceparent"))
@@ -129,6 +118,9 @@ class Routes:
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "hedgeway"}
                 for name in self.gateway.model_names() if allowed is None or name in allowed]
         return Response(200, orjson.dumps({"object": "list", "data": data}))
+
+    def close(self) -> None:
+        self.responses.close()
 
     async def healthz(self, request: Request) -> Response:
         return Response(200, b'{"status":"ok"}')

@@ -2,11 +2,15 @@
 
 Why not a framework: a stock ASGI stack costs ~250 µs of CPU per request here, more than the whole
 gateway's own work (docs: PERFORMANCE.md). This server does what the gateway needs and nothing more:
-keep-alive, pipelined requests answered in order, a body size limit enforced while reading (413 without
-buffering the excess), fixed-length responses, chunked streaming with backpressure, and a graceful drain.
+keep-alive, pipelined requests answered in order (an error for a bad one after the answers before it), a body
+size limit enforced while reading (413 without buffering the excess; at once after `Expect: 100-continue`,
+else `100 Continue`), fixed-length responses, chunked streaming with backpressure (close-delimited for
+HTTP/1.0 clients), HEAD answered as GET without the body, the timeouts and connection cap of `Limits`, and a
+graceful drain. tests/test_http_conformance.py checks its request parsing against h11.
 
-Contract with the application: `app(request) -> Response | StreamingResponse`. The app maps its own
-errors to responses; anything escaping it becomes a bare 500 with no detail.
+Contract with the application: `app(request) -> Response | StreamingResponse` (types in http/wire.py,
+re-exported here). The app maps its own errors to responses; anything escaping it becomes a bare 500
+with no detail.
 """
 
 from __future__ import annotations
@@ -15,87 +19,40 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from email.utils import formatdate
-from typing import AsyncIterator, Awaitable, Callable
 
 import httptools
 
+from hedgeway.http.wire import App, Limits, Request, Response, StreamingResponse, render_head
+
+__all__ = ["App", "Limits", "Request", "Response", "Server", "StreamingResponse"]  # the app's contract
+
 log = logging.getLogger("hedgeway.http")
 
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 413: "Payload Too Large", 429: "Too Many Requests",
-           431: "Request Header Fields Too Large",
-           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-           504: "Gateway Timeout"}
+LINGER = 2.0  # seconds a closing connection keeps reading what the client still sends
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; more is an attack or a bug (431, connection closed)
 INTERNAL_ERROR = (b'{"error":{"message":"internal error","type":"api_error","param":null,"code":null}}')
 
 
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
-
-
-@dataclass(slots=True)
-class StreamingResponse:
-    headers: dict[str, str]
-    chunks: AsyncIterator[bytes]
-    status: int = 200
-    content_type: str = "text/event-stream"
-
-
-App = Callable[[Request], Awaitable["Response | StreamingResponse"]]
-
-_date = [0, b""]
-
-
-def _date_header() -> bytes:
-    now = int(time.time())
-    if now != _date[0]:
-        _date[0], _date[1] = now, f"date: {formatdate(now, usegmt=True)}\r\n".encode()
-    return _date[1]
-
-
-def _head(status: int, content_type: str, headers: dict[str, str], keep_alive: bool, length: int | None) -> bytes:
-    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n".encode(), _date_header(),
-             b"server: hedgeway\r\ncontent-type: ", content_type.encode(), b"\r\n"]
-    lines.append(f"content-length: {length}\r\n".encode() if length is not None else b"transfer-encoding: chunked\r\n")
-    if not keep_alive:
-        lines.append(b"connection: close\r\n")
-    if content_type == "text/event-stream":
-        lines.append(b"cache-control: no-cache\r\n")
-    for name, value in headers.items():
-        lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-    lines.append(b"\r\n")
-    return b"".join(lines)
-
-
 class HttpProtocol(asyncio.Protocol):
-    def __init__(self, app: App, max_body: int, server: "Server"):
+    def __init__(self, app: App, server: "Server"):
         self.app = app
-        self.max_body = max_body
         self.server = server
+        self.limits = server.limits
+        self.max_body = server.limits.max_body
         self.loop = asyncio.get_running_loop()
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.queue: deque[tuple[Request, bool]] = deque()
+        self.queue: deque[tuple[Request | Response, bool, bool, bool]] = deque()
         self.task: asyncio.Task | None = None
         self.closed = False
+        self.done_reading = False  # a rejection or a last (non-keep-alive) request is queued: ignore more
+        self.over_capacity = False
         self.drain_waiter: asyncio.Future | None = None
         self.paused = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None  # when the current phase (idle, head, body) times out
+        self.phase = server.limits.head_timeout  # the timeout of the request being read
+        self.reading = False  # a request's first byte came, its end not yet
         self._url = b""
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
@@ -107,10 +64,15 @@ class HttpProtocol(asyncio.Protocol):
     # --- transport events ---
     def connection_made(self, transport):
         self.transport = transport
-        self.server.connections.add(self)
+        connections = self.server.connections
+        self.over_capacity = len(connections) >= self.limits.max_connections  # answered 503
+        connections.add(self)
+        self._arm(self.limits.idle_timeout)
 
     def connection_lost(self, exc):
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
         if self.task is None:  # else _serve leaves the set when its task ends: the drain must wait for
             self.server.connections.discard(self)  # a stream's cleanup (its ledger record) after a hang-up
         self._wake_writer()
@@ -128,6 +90,8 @@ class HttpProtocol(asyncio.Protocol):
             w.set_result(None)
 
     def data_received(self, data: bytes):
+        if self.done_reading:
+            return
         was_in_head = self._in_head
         try:
             self.parser.feed_data(data)
@@ -141,12 +105,35 @@ class HttpProtocol(asyncio.Protocol):
                 self._reject(431, "request headers too large")
 
     def _reject(self, status: int, message: str) -> None:
-        body = (b'{"error":{"message":"' + message.encode() + b'","type":"invalid_request_error","param":null,'
-                b'"code":null}}')
-        if not self.closed:
-            self.transport.write(_head(status, "application/json", {}, False, len(body)) + body)
+        """Answer with an error after every request before it, then close; nothing more is read."""
+        if self.done_reading:
+            return
+        self.done_reading = True
+        self.reading = False
+        kind = b"api_error" if status >= 500 else b"invalid_request_error"
+        body = b'{"error":{"message":"%s","type":"%s","param":null,"code":null}}' % (message.encode(), kind)
+        self._enqueue(Response(status, body, {"retry-after": "1"} if status == 503 else {}), False, False, False)
+
+    # --- timeouts: one timer per connection, re-armed only when a deadline moves earlier ---
+    def _arm(self, seconds: float) -> None:
+        self.deadline = when = self.loop.time() + seconds
+        if self.timer is not None and self.timer.when() > when:
+            self.timer.cancel()
+            self.timer = None
+        if self.timer is None:
+            self.timer = self.loop.call_at(when, self._expired)
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.closed or self.deadline is None or self.task is not None:  # _serve re-arms when done
+            return
+        if self.loop.time() < self.deadline:  # the deadline moved later since this timer was set
+            self.timer = self.loop.call_at(self.deadline, self._expired)
+        elif self.reading:  # slowloris: a head or body trickling in
+            self._reject(408, "request not received in time")
+        else:  # an idle keep-alive connection
+            self.closed = True
             self.transport.close()
-        self.closed = True
 
     # --- httptools callbacks ---
     def on_message_begin(self):
@@ -157,6 +144,9 @@ class HttpProtocol(asyncio.Protocol):
         self._too_large = False
         self._head = 0
         self._in_head = True
+        self.reading = True
+        self.phase = self.limits.head_timeout
+        self._arm(self.phase)
 
     def on_url(self, url: bytes):
         self._url += url
@@ -168,9 +158,20 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self):
         self._in_head = False
-        length = self._headers.get("content-length")
+        if self.over_capacity:
+            self._reject(503, "server at its connection limit; retry")
+            return
+        self.phase = self.limits.body_timeout
+        self._arm(self.phase)
+        headers = self._headers
+        length = headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body:
             self._too_large = True
+        if headers.get("expect", "").lower() == "100-continue" and self.parser.get_http_version() != "1.0":
+            if self._too_large:  # say so now: the client has not sent the body yet
+                self._reject(413, f"request body exceeds the limit of {self.max_body} bytes")
+            elif self.task is None:  # (while an earlier answer is being written, the client's wait ends it)
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes):
         self._size += len(body)
@@ -180,17 +181,29 @@ class HttpProtocol(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self):
-        if self.closed:  # rejected while parsing this message
+        if self.done_reading:  # rejected while parsing this message
             return
+        self.reading = False
+        self.deadline = None
         if self._head > MAX_HEAD_BYTES:
             self._reject(431, "request headers too large")
             return
         if self._too_large:
             self._reject(413, f"request body exceeds the limit of {self.max_body} bytes")
             return
+        parser = self.parser
+        http10 = parser.get_http_version() == "1.0"  # no chunked answers; one request per connection
+        keep_alive = not http10 and parser.should_keep_alive()
+        method = parser.get_method().decode()
+        head_only = method == "HEAD"  # answered as GET, without the body
         path, _, query = self._url.decode("latin-1").partition("?")
-        req = Request(self.parser.get_method().decode(), path, query, self._headers, b"".join(self._body))
-        self.queue.append((req, self.parser.should_keep_alive()))
+        req = Request("GET" if head_only else method, path, query, self._headers, b"".join(self._body))
+        if not keep_alive:
+            self.done_reading = True
+        self._enqueue(req, keep_alive, head_only, http10)
+
+    def _enqueue(self, item: Request | Response, keep_alive: bool, head_only: bool, http10: bool) -> None:
+        self.queue.append((item, keep_alive, head_only, http10))
         if self.task is None:
             self.task = self.loop.create_task(self._serve())
 
@@ -198,43 +211,65 @@ class HttpProtocol(asyncio.Protocol):
     async def _serve(self) -> None:
         try:
             while self.queue and not self.closed:
-                req, keep_alive = self.queue.popleft()
+                item, keep_alive, head_only, http10 = self.queue.popleft()
                 keep_alive = keep_alive and not self.server.draining
-                try:
-                    resp = await self.app(req)
-                except Exception:
-                    log.exception("unhandled error in request handler")
-                    resp = Response(500, INTERNAL_ERROR)
+                if isinstance(item, Response):
+                    resp = item
+                else:
+                    try:
+                        resp = await self.app(item)
+                    except Exception:
+                        log.exception("unhandled error in request handler")
+                        resp = Response(500, INTERNAL_ERROR)
                 if isinstance(resp, Response):
                     if not self.closed:
-                        self.transport.write(_head(resp.status, resp.content_type, resp.headers, keep_alive,
-                                                   len(resp.body)) + resp.body)
+                        self.transport.write(render_head(resp.status, resp.content_type, resp.headers,
+                                                         keep_alive, b"content-length: %d\r\n" % len(resp.body))
+                                             + (b"" if head_only else resp.body))
                 else:
-                    await self._stream(resp, keep_alive)
+                    await self._stream(resp, keep_alive, head_only, http10)
                 if not keep_alive:
-                    if not self.closed:
-                        self.transport.close()
-                    self.closed = True
+                    self._close()
         finally:
             self.task = None
             if self.closed:
                 self.server.connections.discard(self)
+            else:  # the clocks restart once the answers are out
+                self._arm(self.phase if self.reading else self.limits.idle_timeout)
 
-    async def _stream(self, resp: StreamingResponse, keep_alive: bool) -> None:
+    def _close(self) -> None:
+        """End the connection after the last answer. Lingering: the write side closes first and what the
+        client still sends is read and dropped (a close with unread bytes would reset the connection and
+        could destroy the answer before the client read it); the client's close, or LINGER s, ends it."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER, self.transport.abort)
+        else:
+            self.transport.close()
+
+    async def _stream(self, resp: StreamingResponse, keep_alive: bool, head_only: bool, http10: bool) -> None:
+        """Chunked, or delimited by the close for an HTTP/1.0 client (which cannot read chunks)."""
         chunks = resp.chunks
         try:
             if self.closed:
                 return
-            self.transport.write(_head(resp.status, resp.content_type, resp.headers, keep_alive, None))
+            self.transport.write(render_head(resp.status, resp.content_type, resp.headers, keep_alive,
+                                             b"" if http10 else b"transfer-encoding: chunked\r\n"))
+            if head_only:
+                return
             async for chunk in chunks:
                 if self.closed:
                     return
-                self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if chunk:  # (an empty chunk would end the body)
+                    self.transport.write(chunk if http10 else b"%x\r\n%b\r\n" % (len(chunk), chunk))
                 if self.paused:
                     self.drain_waiter = self.loop.create_future()
                     await self.drain_waiter
                     self.drain_waiter = None
-            if not self.closed:
+            if not (self.closed or http10):
                 self.transport.write(b"0\r\n\r\n")
         finally:
             await chunks.aclose()  # runs the relay's cleanup (ledger record, upstream release) now
@@ -243,9 +278,9 @@ class HttpProtocol(asyncio.Protocol):
 class Server:
     """Owns the listening socket and tracks connections for a graceful drain."""
 
-    def __init__(self, app: App, max_body: int):
+    def __init__(self, app: App, limits: Limits):
         self.app = app
-        self.max_body = max_body
+        self.limits = limits
         self.connections: set[HttpProtocol] = set()
         self.draining = False
         self._server: asyncio.base_events.Server | None = None
@@ -253,7 +288,7 @@ class Server:
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0)."""
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: HttpProtocol(self.app, self.max_body, self), host, port, reuse_port=reuse_port or None,
+            lambda: HttpProtocol(self.app, self), host, port, reuse_port=reuse_port or None,
             backlog=2048)
         return self._server.sockets[0].getsockname()[1]
 

@@ -124,7 +124,8 @@ class UI:
         canaries = [{"name": r.name, "model": r.model, "candidate": r.candidate, "state": r.state,
                      "stage": r.stage, "share": r.share} for r in getattr(self.gateway.canaries, "rows", [])]
         return {"thresholds": thresholds, "budgets": budgets, "breakers": stats["deployments"],
-                "routes": stats["routes"], "breaker_skips": stats["breaker_skips"], "canaries": canaries}
+                "routes": stats["routes"], "breaker_skips": stats["breaker_skips"], "canaries": canaries,
+                "proof": stats["proof"]}
 
 
 def _query_for(request: Request) -> dict[str, str]:

@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 
 from hedgeway.ingress.anthropic import Inbound
+from hedgeway.ingress.chat_stream import ChatStreamReader
 from hedgeway.ingress.anthropic_reply import OPENAI_ERROR_TYPES, stop_reason, usage
-from hedgeway.sse_frames import Frames
 
 _TEXT_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,' \
               b'"delta":{"type":"text_delta","text":%b}}\n\n'
@@ -43,21 +43,17 @@ def event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-class StreamTranslator:
-    __slots__ = ("inbound", "msg_id", "done", "_frames", "_open", "_next", "_tools", "_finish", "_matched",
-                 "_usage")
+class StreamTranslator(ChatStreamReader):
+    __slots__ = ("inbound", "msg_id", "done", "_open", "_next", "_tools")
 
     def __init__(self, inbound: Inbound, msg_id: str):
+        super().__init__()
         self.inbound = inbound
         self.msg_id = msg_id
         self.done = False  # message_stop or error sent: nothing more goes out
-        self._frames = Frames()
         self._open: Any = None  # the open block: "text", or the OpenAI tool-call index it translates
         self._next = 0  # index of the next Anthropic content block
         self._tools: dict[Any, int] = {}  # OpenAI tool-call index -> Anthropic block index
-        self._finish: str | None = None
-        self._matched: Any = None  # the upstream's own stop_reason (vLLM: the stop string matched)
-        self._usage: dict[str, Any] | None = None
 
     def start(self) -> bytes:
         return event("message_start", {"type": "message_start", "message": {
@@ -65,54 +61,9 @@ class StreamTranslator:
             "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0}}})
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self.done:
-            return b""
-        out = [self._event(e) for e in self._frames.feed(chunk)]
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        """Close the message if the stream ended without `[DONE]` (a last event without separator counts)."""
-        tail = self._frames.rest()
-        out = self._event(tail) if tail.strip() else b""
-        return out + self._close()
-
-    def _event(self, raw: bytes) -> bytes:
-        if self.done:
-            return b""
-        for line in raw.split(b"\n"):
-            if line.startswith(b"data:"):
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    return self._close()
-                try:
-                    obj = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    return b""
-                if not isinstance(obj, dict):
-                    return b""
-                if "error" in obj and not obj.get("choices"):
-                    return self._error(obj["error"])
-                return self._chunk(obj)
-        return b""
-
-    def _chunk(self, obj: dict[str, Any]) -> bytes:
-        if obj.get("usage"):
-            self._usage = obj["usage"]
-        out = b""
-        for choice in obj.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
-                out += self._text(text)
-            for call in delta.get("tool_calls") or ():
-                out += self._tool(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-                self._matched = choice.get("stop_reason")
-        return out
+    @property
+    def ended(self) -> bool:
+        return self.done
 
     def _start(self, opened: Any) -> tuple[bytes, int]:
         """Close the open block (if any) and open the next one; returns (stop bytes, new index)."""

@@ -81,6 +81,10 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._active)
 
+    def users(self) -> dict[str, str | None]:
+        """Key id -> its user's id, for every key loaded (revoked ones too: what they spent still counts)."""
+        return {key_id: row["user_id"] for key_id, row in self._keys.items()}
+
     def lookup(self, digest: bytes) -> Principal | None:
         """The Principal for a key digest; None if no virtual key has it; AuthenticationFailed (saying
         why, never echoing the key) if it is revoked, rotated or expired."""

@@ -18,7 +18,7 @@ from hedgeway.keys.store import key_status
 _WIDE = Context(prec=60)
 _AGO = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_NUMBERS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost")
+_NUMBERS = ("requests", "errors", "estimated", "prompt_tokens", "completion_tokens", "cost")
 
 # view name -> ledger group key ("user" is derived from key_id through the keys table)
 BY: dict[str, str] = {"key": "key_id", "team": "team", "user": "key_id", "model": "model_name",
@@ -71,7 +71,7 @@ def owner_view(kind: str, row: dict[str, Any]) -> dict[str, Any]:
 
 def spend(ledger: Any, by: Sequence[str], period: str = "total", since: float | None = None,
           key_users: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
-    """Rows {"period": label, <by…>: value, requests, errors, prompt_tokens, completion_tokens, cost} from
+    """Rows {"period": label, <by…>: value, requests, errors, estimated, prompt_tokens, completion_tokens, cost} from
     `ledger.spend`, ordered by period then group values (None first). `key_users` (key id → user) is
     needed only when grouping by "user". Unknown names raise ValueError."""
     for name in by:

@@ -28,7 +28,7 @@ class Record:
 
     request_id: str
     ts: float
-    endpoint: str  # "chat" | "embeddings" | "messages"
+    endpoint: str  # "chat" | "embeddings" | "messages" | "responses"
     model_name: str  # the logical name the client asked for
     deployment: str | None  # the deployment that answered (None when nothing answered)
     provider: str | None
@@ -49,6 +49,7 @@ class Record:
     cache: str | None = None  # cache outcome, when a cache is in front
     saved: Decimal = Decimal(0)  # USD not spent because the cache answered (the original answer's cost)
     prompt: str | None = None  # the request's messages (JSON), only when ledger.log_prompts is on
+    usage_estimated: bool = False  # tokens counted by Hedgeway (tokens.py): the upstream reported none
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record))
@@ -66,8 +67,9 @@ class LedgerStore(Protocol):
     def spend(self, since: float | None = None, group_by: Sequence[str] = ("day",)) -> list[dict[str, Any]]:
         """Aggregate rows with ts >= since, grouped by any of day, model_name, deployment, key_id, team.
 
-        Each row: the group columns plus requests, errors, prompt_tokens, completion_tokens,
-        cost (Decimal), latency_p50_ms (None if not computed by the backend)."""
+        Each row: the group columns plus requests, errors (status >= 400, or a stream broken after its 200),
+        prompt_tokens, completion_tokens, cost (Decimal), latency_p50_ms (None if not computed by the
+        backend), estimated (rows whose usage Hedgeway counted because the upstream reported none)."""
 
     def records(self, since: float | None = None) -> list[Record]:
         """Rows with ts >= since, oldest first (for planners and tests)."""

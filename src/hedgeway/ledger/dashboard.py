@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hedgeway.keys.views import PERIODS
+from hedgeway.ledger.query import ERRORS, ESTIMATED
 from hedgeway.ledger.sqlite import _DecimalSum
 
 _WIDE = Context(prec=60)
@@ -195,18 +196,20 @@ class Dashboard:
                            for m, v in sorted(by_model.items())]}
 
     def errors(self, since: float | None) -> dict[str, Any]:
-        """Per model: requests, errors (status >= 400), error rate; and error counts per error type."""
-        rows = self._select(["model_name", "error_type", "count(*)",
-                             "sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END)"], since, 2)
+        """Per model: requests, errors (status >= 400 or a stream broken after its 200), error rate, and
+        requests whose usage Hedgeway estimated (the upstream reported none); error counts per type."""
+        rows = self._select(["model_name", "error_type", "count(*)", ERRORS, ESTIMATED], since, 2)
         models: dict[str, list[int]] = {}
         types: dict[str, int] = {}
-        for model, etype, n, errs in rows:
-            cell = models.setdefault(model, [0, 0])
+        for model, etype, n, errs, estimated in rows:
+            cell = models.setdefault(model, [0, 0, 0])
             cell[0] += n
             cell[1] += int(errs or 0)
+            cell[2] += int(estimated or 0)
             if errs:
                 types[etype or "unknown"] = types.get(etype or "unknown", 0) + int(errs)
-        out = [{"model": m, "requests": n, "errors": e, "error_rate": e / n if n else 0.0}
-               for m, (n, e) in sorted(models.items())]
+        out = [{"model": m, "requests": n, "errors": e, "error_rate": e / n if n else 0.0, "estimated": est}
+               for m, (n, e, est) in sorted(models.items())]
         return {"models": out, "types": dict(sorted(types.items(), key=lambda kv: -kv[1])),
-                "requests": sum(r["requests"] for r in out), "errors": sum(r["errors"] for r in out)}
+                "requests": sum(r["requests"] for r in out), "errors": sum(r["errors"] for r in out),
+                "estimated": sum(r["estimated"] for r in out)}

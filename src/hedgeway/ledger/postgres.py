@@ -18,7 +18,7 @@ from psycopg import sql
 from hedgeway.errors import ConfigError
 from hedgeway.ledger import migrations, redact_url
 from hedgeway.ledger.base import RECORD_FIELDS, Record
-from hedgeway.ledger.query import COLUMNS, check_group_by, record_values, spend_rows
+from hedgeway.ledger.query import COLUMNS, ERRORS, ESTIMATED, check_group_by, record_values, spend_rows
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DAY = "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
@@ -156,15 +156,14 @@ class PostgresStore:
         self._run(go, retry=False)  # the BatchWriter retries; retrying here too could double-insert
 
     def spend(self, since: float | None = None, group_by: Sequence[str] = ("day",)) -> list[dict[str, Any]]:
-        """See LedgerStore.spend (same rows and order as SQLiteStore.spend). errors counts rows with
-        status >= 400; cost is summed as NUMERIC (exact) and returned as Decimal; latency_p50_ms is
+        """See LedgerStore.spend (same rows and order as SQLiteStore.spend; errors and estimated: query.py's
+        ERRORS, ESTIMATED); cost is summed as NUMERIC (exact) and returned as Decimal; latency_p50_ms is
         percentile_cont(0.5) over all rows in the group."""
         keys = check_group_by(group_by)
         exprs = [_DAY if k == "day" else k for k in keys]
         select = [f"{e} AS {k}" for e, k in zip(exprs, keys)]
-        select += ["count(*)", "count(*) FILTER (WHERE status >= 400)", "coalesce(sum(prompt_tokens), 0)",
-                   "coalesce(sum(completion_tokens), 0)", "coalesce(sum(cost), 0)",
-                   "percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms)"]
+        select += ["count(*)", ERRORS, "coalesce(sum(prompt_tokens), 0)", "coalesce(sum(completion_tokens), 0)",
+                   "coalesce(sum(cost), 0)", "percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms)", ESTIMATED]
         query = f"SELECT {', '.join(select)} FROM requests"
         params: tuple = ()
         if since is not None:

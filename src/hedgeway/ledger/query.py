@@ -11,8 +11,13 @@ from typing import Any, Callable, Iterable, Sequence
 from hedgeway.ledger.base import RECORD_FIELDS, Record
 
 COLUMNS = ", ".join(RECORD_FIELDS)
-GROUP_KEYS = ("day", "model_name", "deployment", "key_id", "team")
+GROUP_KEYS = ("day", "model_name", "deployment", "key_id", "team", "endpoint")
 _values = attrgetter(*RECORD_FIELDS)
+# An error is a row whose status says so, or a stream that broke after its 200 (error_type
+# "UpstreamErrorMidStream"): the same rule as /metrics' hedgeway_errors_total.
+ERROR_ROW = "(status >= 400 OR error_type IS NOT NULL)"
+ERRORS = f"sum(CASE WHEN {ERROR_ROW} THEN 1 ELSE 0 END)"
+ESTIMATED = "sum(CASE WHEN usage_estimated THEN 1 ELSE 0 END)"  # rows whose tokens Hedgeway counted
 _COST = RECORD_FIELDS.index("cost")
 _SAVED = RECORD_FIELDS.index("saved")
 
@@ -41,17 +46,17 @@ def check_group_by(group_by: Sequence[str]) -> list[str]:
 
 
 def spend_rows(fetched: Iterable[Sequence[Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-    """Shape `SELECT <keys>, requests, errors, prompt, completion, cost, p50` rows into spend dicts,
-    cost as Decimal, ordered by group values with NULLs first (the same on every backend)."""
+    """Shape `SELECT <keys>, requests, errors, prompt, completion, cost, p50, estimated` rows into spend
+    dicts, cost as Decimal, ordered by group values with NULLs first (the same on every backend)."""
     n = len(keys)
     out = []
     for row in fetched:
-        requests, errors, prompt, completion, cost, p50 = row[n:]
+        requests, errors, prompt, completion, cost, p50, estimated = row[n:]
         if not requests:  # without GROUP BY an empty table still yields one all-zero row: no groups
             continue
         item = dict(zip(keys, row[:n]))
         item.update(requests=requests, errors=errors, prompt_tokens=prompt, completion_tokens=completion,
-                    cost=Decimal(cost), latency_p50_ms=p50)
+                    cost=Decimal(cost), latency_p50_ms=p50, estimated=int(estimated or 0))
         out.append(item)
     out.sort(key=lambda r: tuple((r[k] is not None, r[k] or "") for k in keys))
     return out

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from hedgeway.ledger import migrations
 from hedgeway.ledger.base import RECORD_FIELDS, Record
-from hedgeway.ledger.query import COLUMNS, check_group_by, record_values, spend_rows
+from hedgeway.ledger.query import COLUMNS, ERRORS, ESTIMATED, check_group_by, record_values, spend_rows
 
 # `spend` group-by key -> SQL expression, per dialect. Only these keys are accepted, so the expressions
 # below are the only SQL ever interpolated (values always go through placeholders).
@@ -122,14 +122,14 @@ class SQLiteStore:
         self._transaction(lambda conn: conn.executemany(_INSERT, rows))
 
     def spend(self, since: float | None = None, group_by: Sequence[str] = ("day",)) -> list[dict[str, Any]]:
-        """See LedgerStore.spend. errors counts rows with status >= 400; cost is an exact Decimal;
+        """See LedgerStore.spend (errors and estimated: query.py's ERRORS, ESTIMATED); cost is an exact Decimal;
         latency_p50_ms is the interpolated median of all rows in the group. Rows are ordered by group
         values, NULLs first."""
         keys = check_group_by(group_by)
         exprs = [_DAY_SQLITE if k == "day" else k for k in keys]
         select = [f"{e} AS {k}" for e, k in zip(exprs, keys)]
-        select += ["count(*)", "sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END)", "coalesce(sum(prompt_tokens), 0)",
-                   "coalesce(sum(completion_tokens), 0)", "dsum(cost)", "median(latency_ms)"]
+        select += ["count(*)", ERRORS, "coalesce(sum(prompt_tokens), 0)", "coalesce(sum(completion_tokens), 0)",
+                   "dsum(cost)", "median(latency_ms)", ESTIMATED]
         sql = f"SELECT {', '.join(select)} FROM requests"
         params: tuple = ()
         if since is not None:
@@ -157,6 +157,7 @@ class SQLiteStore:
             rec.cost = Decimal(rec.cost)
             rec.saved = Decimal(rec.saved)
             rec.stream = bool(rec.stream)
+            rec.usage_estimated = bool(rec.usage_estimated)
             out.append(rec)
         return out
 

@@ -26,6 +26,8 @@ class Admission(Protocol):
 
     def settle(self, ticket: Any, usage: Usage, cost: Decimal) -> None: ...
 
+    def restore(self, ledger: Any, ring: Any) -> None: ...  # at start: spend settled before a restart
+
     def render_metrics(self) -> str: ...  # Prometheus text, read at scrape time
 
     async def close(self) -> None: ...
@@ -41,6 +43,9 @@ class Unlimited:
         return None
 
     def settle(self, ticket: Any, usage: Usage, cost: Decimal) -> None:
+        return None
+
+    def restore(self, ledger: Any, ring: Any) -> None:
         return None
 
     def render_metrics(self) -> str:

@@ -32,6 +32,7 @@ from hedgeway.limits.estimate import Estimator, fmt_usd, max_prices, to_units, t
 from hedgeway.limits.memory import MemoryStore, Verdict
 from hedgeway.limits.periods import bounds, iso
 from hedgeway.limits.redis_store import RedisStore, StoreDown
+from hedgeway.limits.restore import current_spend
 from hedgeway.types import Budget, Deployment, Principal, RateLimit, Usage
 
 log = logging.getLogger("hedgeway.limits")
@@ -52,6 +53,7 @@ class Ticket:
     tpm: list[str] = field(default_factory=list)  # admission TPM windows to correct on settle
     tokens: int = 0  # estimated tokens counted in TPM windows
     store: Any = None  # the store that holds the reservation
+    out: int = 0  # output tokens a budget reservation holds (0: no budget); a stream stops past them
     deps: list[tuple[Any, str, str]] = field(default_factory=list)  # (store, tpm window, member)
     attempts: int = 0
 
@@ -80,6 +82,7 @@ class Limiter:
                  fallbacks: dict[str, list[str]]):
         self.cfg = cfg
         self.est = Estimator(cfg.bytes_per_token, cfg.default_max_tokens)
+        self.margin = Decimal(1) + Decimal(str(cfg.reserve_margin))
         self.prices = max_prices(models, fallbacks)
         self.global_budgets = tuple(Budget("global", b.limit, b.period) for b in cfg.budgets)
         self.model_limits = {name: (RateLimit(f"model:{name}", r.rpm, r.tpm),) for name, r in cfg.models.items()}
@@ -127,6 +130,15 @@ class Limiter:
             log.error("limits backend (redis) unavailable (%s); failing %s until it answers",
                       exc, "closed (503)" if self.cfg.fail == "closed" else "open (local limits)")
 
+    def restore(self, ledger: Any, ring: Any) -> None:
+        """Memory backend: seed this period's spent counters from the ledger (restore.py), so a restart
+        does not forget a budget. Redis keeps its own."""
+        if self.store is not self.local:
+            return
+        users = ring.users() if ring is not None else {}
+        for (scope, period), units in current_spend(ledger, users, time.time()).items():
+            self.local.seed(scope, period, units)
+
     # --- admission ---
     async def admit(self, principal: Principal, model: str, body: dict[str, Any]) -> Ticket | None:
         if principal.models is not None and model not in principal.models:
@@ -141,11 +153,11 @@ class Limiter:
         prompt = self.est.prompt_tokens(body)
         out, given = self.est.output_tokens(body)
         ticket = Ticket(f"{self._prefix}-{next(self._ids):x}", budgets, tokens=prompt + (out if given else 0),
-                        store=self.local)
+                        store=self.local, out=out if budgets else 0)
         if not budgets and not limits:
             return ticket  # only deployment limits: nothing to reserve yet
         inp, outp = self.prices.get(model, _NO_PRICE)
-        amount = to_units(prompt * inp + out * outp)
+        amount = to_units((prompt * inp + out * outp) * self.margin)
         bspecs = [(b.scope, b.period, _units(b.limit), amount) for b in budgets]
         wspecs = []
         for lim in limits:

@@ -8,6 +8,7 @@
       models: {gpt-4o: {rpm: 60, tpm: 200000}}               # per logical model name (scope "model:<name>")
       default_max_tokens: 4096           # reserved output when a request sets no max_tokens
       bytes_per_token: 3                 # prompt-size estimate (UTF-8 bytes per token; 1 = hard upper bound)
+      reserve_margin: 0.1                # reservations hold 10 % more than the estimate (other tokenizers)
       reservation_ttl: 900               # seconds an unsettled reservation is held (crash safety)
       budget_wait: 10                    # seconds a request may wait for in-flight reservations to settle
       window: 60                         # rate-limit window, seconds (sliding log; 60 = per minute)
@@ -101,6 +102,7 @@ class LimitsIn(Strict):
     models: dict[str, RateIn] = {}
     default_max_tokens: int = Field(4096, ge=1)
     bytes_per_token: float = Field(3.0, ge=1)
+    reserve_margin: float = Field(0.1, ge=0, le=10)
     reservation_ttl: float = Field(900.0, ge=1)
     budget_wait: float = Field(10.0, ge=0)
     window: float = Field(60.0, ge=1)

@@ -4,12 +4,14 @@
 
 - Prompt tokens: UTF-8 bytes of the message text / `bytes_per_token` (default 3; English averages about
   4 bytes per token, so this over-estimates, which is safe: settlement replaces the estimate by the
-  actual cost; `bytes_per_token: 1` is a hard upper bound for byte-level BPE tokenizers), plus 4 tokens
-  per message and 3 per request (chat framing). An image part counts 1,600 tokens (more than OpenAI's
-  largest high-detail image), tools and tool calls count their JSON bytes.
+  actual cost; `bytes_per_token: 1` is a hard upper bound for byte-level BPE tokenizers), plus the chat
+  template's tokens (tokens.py: 5 per message, 3 per request, 19 more without a system message, which
+  some templates fill with their own). An image part counts 1,600 tokens (more than OpenAI's largest
+  high-detail image), tools and tool calls count their JSON bytes.
 - Output tokens: `max_completion_tokens`, else `max_tokens`, else the configured default; × `n`.
 - Prices: the highest input (incl. cache-write) and output price per token over every deployment the
   request could reach — its model's deployments and its fallback chain's — precomputed at start-up.
+- Then `limits.reserve_margin` (default 10 %) on top (admission.py), for tokenizers that count more.
 
 Amounts are integer nano-USD ("units", 1e-9 USD), rounded up, so counters are exact integers in Redis.
 """
@@ -22,11 +24,10 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
+from hedgeway.tokens import template_tokens
 from hedgeway.types import MILLION, Deployment
 
 UNITS = Decimal(1_000_000_000)  # units per USD
-MSG_OVERHEAD = 4
-REQ_OVERHEAD = 3
 IMAGE_TOKENS = 1600
 
 
@@ -89,13 +90,13 @@ class Estimator:
         messages = body.get("messages")
         if messages is None:
             return self._embedding_tokens(body.get("input"))
-        size, tokens = 0, REQ_OVERHEAD
+        size, tokens = 0, template_tokens(messages)
         for m in messages if isinstance(messages, list) else ():
             if not isinstance(m, dict):
                 continue
             b, extra = _text_bytes(m.get("content"))
             size += b
-            tokens += extra + MSG_OVERHEAD
+            tokens += extra
             if m.get("tool_calls"):
                 size += len(orjson.dumps(m["tool_calls"]))
         if body.get("tools"):

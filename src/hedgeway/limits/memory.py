@@ -94,6 +94,13 @@ class MemoryStore:
         for k in [k for k, w in self.windows.items() if not w.log or w.log[-1][0] < now - self.span]:
             del self.windows[k]
 
+    def seed(self, scope: str, period: str, spent: int) -> None:
+        """Start the current period of (scope, period) at `spent` units (settled before a restart)."""
+        now = self.clock()
+        start, end = bounds(period, now)
+        b = self.budgets.setdefault(f"{scope}:{period}:{start}", _Budget(None if end is None else end + 2 * 86400))
+        b.spent = spent
+
     async def reserve(self, rid: str, budgets: list[tuple[str, str, int, int]],
                       windows: list[tuple[str, int, int]]) -> Verdict:
         return self.reserve_now(rid, budgets, windows)

@@ -8,16 +8,15 @@ exception.
 
 from __future__ import annotations
 
-import re
 from typing import Any, AsyncIterator, Callable, ClassVar, Protocol
 
 from hedgeway.errors import ConfigError, UpstreamError, UpstreamRateLimited, UpstreamRejected
+from hedgeway.redaction import MASK, SECRETISH, untraced
 from hedgeway.types import ChatRequest, Deployment, UpstreamReply
 
 # Upstream status -> how we treat it. 400/413/422: the client's request is bad, another deployment would
 # say the same. 401/403/404 mean *this deployment* is misconfigured, so they stay fallback-eligible.
 REJECTED = frozenset({400, 413, 422})
-SECRETISH = re.compile(r"(sk|pk|key|api|tok)[-_][A-Za-z0-9_\-*]{6,}", re.IGNORECASE)
 
 
 class StreamReply:
@@ -64,11 +63,14 @@ class Provider(Protocol):
 
 
 def redact(message: str, *secrets: str) -> str:
-    """Upstream error text with anything key-like removed (some providers echo part of the key)."""
+    """Upstream error text with anything key-like and any stack trace removed (some providers echo part of
+    the key; llama.cpp's Python server puts its traceback in a 500). The gateway then masks every configured
+    credential by value (redaction.py)."""
+    message = untraced(message)
     for secret in secrets:
         if secret:
-            message = message.replace(secret, "[redacted]")
-    return SECRETISH.sub("[redacted]", message)[:500]
+            message = message.replace(secret, MASK)
+    return SECRETISH.sub(MASK, message)[:500]
 
 
 def upstream_failure(status: int, text: str, deployment: str, retry_after: str | None = None) -> UpstreamError:

@@ -68,6 +68,8 @@ class Planner:
         for r in router.routes:
             routed = RoutedModel(r, models)
             self.routes[r.name] = (routed, Guard(self.health, routed.deadlines, self.stats, routed.hedge_delay))
+            if routed.gate is not None:
+                self.stats.proof[r.name] = {"router": r.router, **routed.gate}
 
     def names(self) -> list[str]:
         """Every model name a client may send: the configured models, then the routed names."""
@@ -93,14 +95,26 @@ class Planner:
                         self.stats.skipped[d.id] += 1
         return kept
 
-    def plan(self, model_name: str, body: Mapping[str, Any] | None = None, canary: bool = True) -> Plan:
+    def wants_embedding(self, model_name: str) -> bool:
+        """Whether plans for this name read the request's embedding (a proven `trained` route)."""
+        routed = self.routes.get(model_name)
+        if routed is not None and self.canaries is not None and model_name in self.canaries.by_route:
+            return True  # a router version on canary may read it even when the configured one does not
+        return routed is not None and routed[0].needs_embedding and routed[0].gate["proven"]
+
+    def plan(self, model_name: str, body: Mapping[str, Any] | None = None, canary: bool = True,
+             embedding: Any = None) -> Plan:
         """Ordered groups to try; raises NotFound (404) for a model name the config does not declare.
-        `body` is the request (routers read the prompt from it); `canary=False`: the baseline plan."""
+        `body` is the request (routers read the prompt from it); `canary=False`: the baseline plan;
+        `embedding`: the request's MiniLM vector when `wants_embedding`."""
         routed = self.routes.get(model_name)
         if routed is not None:
             route, guard = routed
-            slots, decision = route.decide(body)
+            on = canary and self.canaries is not None
+            version, rtag = self.canaries.route_arm(model_name) if on else (None, None)  # a router version's canary
+            slots, decision = (version or route).decide(body, embedding)
             raw, tag, at = self._canary([s.group for s in slots], canary)
+            tag = tag or rtag
             if at is not None:  # the candidate is held to the SLA of the tier it stands in for
                 guard = self._candidate_guard(guard, raw[at], raw[at + 1][0].id)
             groups = self._healthy([self._order(g) for g in raw])

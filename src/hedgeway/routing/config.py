@@ -3,10 +3,11 @@
     router:
       routes:
         - name: auto                       # the model name clients send
-          router: heuristic                # heuristic | learned | random | cost  (ROUTERS)
+          router: heuristic                # heuristic | learned | random | cost | trained  (ROUTERS)
           tiers: {simple: llama-local, medium: gpt-4o-mini, complex: gpt-4o}   # tier -> model name
           thresholds: {medium: 0.35, complex: 0.65}   # score >= medium -> medium, >= complex -> complex
-          options: {}                      # router-specific (learned: {model: path}, random: {seed: 1})
+          options: {}                      # router-specific (learned/trained: {model: path}, random: {seed: 1})
+          default: complex                 # trained: the tier every request goes to while unproven (top tier)
           capabilities: {llama-local: {tools: false, vision: false, context: 8192}}
           sla: {simple: {ttft: 1.0, total: 20}}       # per tier (or deployment id): seconds
           hedge: {delay: 0.5}              # optional: race the next tier's call after this many seconds
@@ -78,6 +79,7 @@ class RouteIn(Strict):
     sla: dict[str, SlaIn] = {}
     hedge: HedgeIn | None = None
     learn: LearnIn | None = None
+    default: Tier | None = None  # where an unproven router's route sends everything (None: the top tier)
 
 
 class BreakerIn(Strict):
@@ -111,6 +113,8 @@ def check_routes(router: RouterIn, models: Mapping[str, Any], rename=lambda p: p
         for tier, name in route.tiers.items():
             if name not in models:
                 raise ConfigError(rename(f"{here}.tiers.{tier}"), f"unknown model name {name!r}")
+        if route.default is not None and route.default not in route.tiers:
+            raise ConfigError(rename(f"{here}.default"), f"{route.default!r} is not a tier of this route")
         for name in route.capabilities:
             if name not in route.tiers.values():
                 raise ConfigError(rename(f"{here}.capabilities.{name}"), "not a model name of this route's tiers")

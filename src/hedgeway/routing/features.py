@@ -53,6 +53,7 @@ class Prompt:
     tools: bool = False
     vision: bool = False
     max_tokens: int = 0
+    embedding: Any = None  # the request's MiniLM vector when the gateway computed one (routers that read it)
 
 
 def _content_text(content: Any, prompt: Prompt) -> str:

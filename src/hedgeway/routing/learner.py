@@ -97,6 +97,7 @@ class Spend:
 class _Caller:  # what Gateway._again reads of a request context
     request_id: str
     principal: Principal = LEARN
+    embedding: Any = None  # the calls go to plain model names: no trained router reads a vector
 
 
 class Learner:

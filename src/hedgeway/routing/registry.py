@@ -11,10 +11,12 @@ from __future__ import annotations
 from hedgeway.routing.baselines import CostRouter, RandomRouter
 from hedgeway.routing.heuristic import HeuristicRouter
 from hedgeway.routing.learned import LearnedRouter
+from hedgeway.routing.trained import TrainedRouter
 
 ROUTERS: dict[str, type] = {
     "heuristic": HeuristicRouter,
     "learned": LearnedRouter,
     "random": RandomRouter,
     "cost": CostRouter,
+    "trained": TrainedRouter,
 }

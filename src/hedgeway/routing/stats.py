@@ -25,6 +25,7 @@ class RouterStats:
         self.first: Counter[str] = Counter()  # deployment planned first -> requests
         self.sla: Counter[str] = Counter()  # deployment -> SLA deadlines missed (fell back)
         self.skipped: Counter[str] = Counter()  # deployment -> plans it was left out of (breaker open)
+        self.proof: dict[str, dict[str, Any]] = {}  # route -> its router's proof (routers that carry one)
 
     def routed(self, route: str, tier: str, first: str | None) -> None:
         self.tiers[(route, tier)] += 1
@@ -39,7 +40,7 @@ class RouterStats:
         for (route, tier), n in sorted(self.tiers.items()):
             routes.setdefault(route, {})[tier] = n
         return {"routes": routes, "first_choice": dict(self.first), "sla_fallbacks": dict(self.sla),
-                "breaker_skips": dict(self.skipped), "deployments": self.health.snapshot()}
+                "breaker_skips": dict(self.skipped), "deployments": self.health.snapshot(), "proof": self.proof}
 
     def render_metrics(self) -> str:
         out = ["# HELP hedgeway_router_requests_total Routed requests by route and chosen tier.",
@@ -59,4 +60,19 @@ class RouterStats:
         out += ["# HELP hedgeway_deployment_error_rate EWMA share of failed calls.",
                 "# TYPE hedgeway_deployment_error_rate gauge"]
         out += [f'hedgeway_deployment_error_rate{{deployment="{_label(d)}"}} {h["error_rate"]}' for d, h in snap.items()]
+        out += self._proof_metrics()
         return "\n".join(out) + "\n"
+
+    def _proof_metrics(self) -> list[str]:
+        out = []
+        for name, help_, key in (("proven", "1 when the route's router is proven on its labels, else 0 (default tier).",
+                                  "proven"),
+                                 ("labels", "Labels the route's router was trained and proven on.", "n"),
+                                 ("apgr", "Cross-validated APGR of the route's router (random = 0.5).", "apgr"),
+                                 ("apgr_ci_low", "Lower bound of that APGR's 95% interval.", None),
+                                 ("random_band_top", "Top of the APGR band random labels reach at that count.", None)):
+            out += [f"# HELP hedgeway_router_{name} {help_}", f"# TYPE hedgeway_router_{name} gauge"]
+            for route, p in sorted(self.proof.items()):
+                value = p[key] if key else (p["ci"][0] if name == "apgr_ci_low" else p["random_band"][1])
+                out.append(f'hedgeway_router_{name}{{route="{_label(route)}"}} {float(value):g}')
+        return out

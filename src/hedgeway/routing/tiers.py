@@ -84,23 +84,40 @@ class RoutedModel:
                     self.deadlines[d.id] = (cfg.sla[d.id].ttft, cfg.sla[d.id].total)
 
         self.hedge_delay = cfg.hedge.delay if cfg.hedge else None
+        # a router with a proof (`trained`) decides only once proven; until then: the default tier
+        self.gate: dict[str, Any] | None = getattr(self.router, "gate", None)
+        self.needs_embedding = getattr(self.router, "needs_embedding", False)
+        self.default_slot = index[cfg.default] if cfg.default else max(index.values())
 
     def complexity(self, score: float) -> str:
         medium, complex_ = self.thresholds
         return "complex" if score >= complex_ else "medium" if score >= medium else "simple"
 
-    def decide(self, body: Any) -> tuple[list[Slot], dict[str, Any]]:
-        """The slots to try, in order, and the decision record for the ledger / header."""
+    def decide(self, body: Any, embedding: Any = None) -> tuple[list[Slot], dict[str, Any]]:
+        """The slots to try, in order, and the decision record for the ledger / header. `embedding`: the
+        request's MiniLM vector, for routers that read it (`needs_embedding`)."""
         prompt = prompt_of(body or {})
-        score = self.router.score(prompt)
-        cls = self.complexity(score if self.classifier is self.router else self.classifier.score(prompt))
-        chosen = self.class_slot[cls]
+        held = self._held(embedding)
+        if held is not None:  # unproven (or no embedding to score with): the default tier, and why
+            chosen, route = self.default_slot, {"router": self.router_name, "tier": self.slots[self.default_slot].tier,
+                                                "proven": False, "reason": held}
+        else:
+            prompt.embedding = embedding
+            score = self.router.score(prompt)
+            cls = self.complexity(score if self.classifier is self.router else self.classifier.score(prompt))
+            chosen = self.class_slot[cls]
+            route = {"router": self.router_name, "tier": self.slots[chosen].tier, "score": score, "complexity": cls}
         order = self.orders[chosen]
         fit = [i for i in order if self.slots[i].fits(prompt) is None]
-        route: dict[str, Any] = {"router": self.router_name, "tier": self.slots[chosen].tier,
-                                 "score": score, "complexity": cls}
         if fit and fit[0] != chosen:
             route["reason"] = f"{self.slots[chosen].tier} lacks {self.slots[chosen].fits(prompt)}"
             route["tier"] = self.slots[fit[0]].tier
         route["model"] = self.slots[fit[0] if fit else chosen].model
         return [self.slots[i] for i in (fit or order)], route
+
+    def _held(self, embedding: Any) -> str | None:
+        if self.gate is not None and not self.gate["proven"]:
+            return self.gate["why"]
+        if self.needs_embedding and embedding is None:
+            return "no embedding for this request (embedder unavailable)"
+        return None

@@ -90,6 +90,7 @@ function table(target, head, rows, empty) {
     row.forEach((cell, i) => {
       const td = el("td", {class: head[i].num ? "num" : ""}, cell && cell.text !== undefined ? cell.text : num(cell));
       if (cell && cell.state) td.className = "state-" + cell.state;
+      if (cell && cell.title) td.title = cell.title;
       r.append(td);
     });
     body.append(r);
@@ -122,7 +123,8 @@ const RENDER = {
     hbars($("cache-chart"), Object.entries(d.outcomes).map(([k, v]) => ({name: k, value: v, text: String(v)})));
   },
   errors(d) {
-    $("error-rate").textContent = d.requests ? pct(d.errors / d.requests) : "";
+    $("error-rate").textContent = d.requests ? pct(d.errors / d.requests)
+      + (d.estimated ? ` · ${d.estimated} with estimated usage` : "") : "";
     hbars($("errors-chart"), d.models.map((m) => ({name: m.model, value: m.error_rate,
                                                    text: `${pct(m.error_rate)} (${m.errors}/${m.requests})`})));
     table($("error-types"), ["error type", {title: "count", num: 1}], Object.entries(d.types), "no errors");
@@ -144,6 +146,19 @@ const RENDER = {
     table($("canaries"), ["canary", "model → candidate", "state", {title: "share", num: 1}],
           d.canaries.map((c) => [c.name, `${c.model} → ${c.candidate}`, {text: c.state, state: c.state}, pct(c.share)]),
           "no canaries");
+    // each trained route: its proof, and the share of its requests that went below its top tier (savings)
+    table($("proof"), ["route", "version", "status", {title: "labels", num: 1}, "APGR (95% CI)", "random band",
+                       {title: "below top tier", num: 1}],
+          Object.entries(d.proof).map(([name, p]) => {
+            const tiers = d.routes[name] || {};
+            const total = Object.values(tiers).reduce((a, b) => a + b, 0);
+            const top = tiers.complex !== undefined ? "complex" : tiers.medium !== undefined ? "medium" : "simple";
+            const state = p.proven ? "proven" : "unproven";
+            return [name, p.version || "", {text: state, state: p.proven ? "closed" : "open", title: p.why}, p.n,
+                    `${p.apgr.toFixed(3)} (${p.ci[0].toFixed(3)}–${p.ci[1].toFixed(3)})`,
+                    `${p.random_band[0].toFixed(3)}–${p.random_band[1].toFixed(3)}`,
+                    total ? pct((total - (tiers[top] || 0)) / total) : ""];
+          }), "no trained routes");
   },
 };
 

@@ -184,10 +184,28 @@ POSTGRES: list[Step] = [
         )""",
         "CREATE INDEX shadow_results_ts ON shadow_results (ts)",
     )),
+    # Usage estimates (hedgeway.tokens): TRUE when the upstream reported no usage (llama.cpp streams, a client
+    # that hung up) and the row's tokens and cost were counted by Hedgeway.
+    Step("011_requests_usage_estimated",
+         ("ALTER TABLE requests ADD COLUMN usage_estimated BOOLEAN NOT NULL DEFAULT FALSE",)),
+    # The Responses API's store (hedgeway.ledger.responses): one row per stored response, its own input items
+    # and the Response object (JSON), readable only by its tenant until expires_at.
+    Step("012_response_store", (
+        """CREATE TABLE response_store (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            previous_id TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            input TEXT NOT NULL,
+            response TEXT NOT NULL
+        )""",
+        "CREATE INDEX response_store_expires ON response_store (expires_at)",
+    )),
     # Route labels (hedgeway.routing.learner, /v1/feedback, `hedgeway router labels`): one row per label of a
     # routed name. strong_wins NULL = no label (an unparsed verdict, a judge error), kept for the counts.
     # embedding: the prompt's MiniLM vector (base64 float32); prompt: only with ledger.log_prompts.
-    Step("011_route_labels", (
+    Step("013_route_labels", (
         """CREATE TABLE route_labels (
             route TEXT NOT NULL,
             id TEXT NOT NULL,
