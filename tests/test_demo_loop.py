@@ -4,6 +4,7 @@ where the cheap tier falls short, and the report says so next to the simulation'
 
 from __future__ import annotations
 
+import json
 import re
 
 from hedgeway.cli import main
@@ -24,6 +25,12 @@ def test_the_loop_demo_labels_every_request_and_the_labels_track_the_simulated_q
     assert re.search(r"Labelling: 0\.\d+ USD", out) and "ends at the labels" in out
     lines = read_labels(db, "auto")
     assert len(lines) == 72 - int(counts["unparsed"]) and all(len(ln["embedding"]) == 384 for ln in lines)
+    # the stored labels go straight to the route's trainer
+    assert main(["router", "train", "--from-ledger", db, "--route", "auto", "--json", "--permutations", "20",
+                 "--repeats", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == len(lines) and {"apgr", "ci", "random_band", "proven"} <= set(report)
+    assert main(["router", "train", "--from-ledger", db]) == 2 and "--route" in capsys.readouterr().err
 
 
 def test_prompts_are_distinct_and_take_the_kinds_in_turn():

@@ -62,6 +62,18 @@ def export_labels(args) -> int:
     return 0
 
 
+def train_from_ledger(args) -> int:
+    """`hedgeway router train --from-ledger DB --route NAME`: the route's stored labels through the same
+    trainer and report as `--labels FILE`."""
+    from hedgeway.cli.router_labels import train_and_report
+    from hedgeway.routing.label_store import read_labels
+
+    if not args.route:
+        print("error: --from-ledger needs --route NAME (the routed name whose labels to train on)", file=sys.stderr)
+        return 2
+    return train_and_report(args, read_labels(args.from_ledger, args.route))
+
+
 def register(sub: Any) -> None:
     """Adds `labels import|export` under `hedgeway router`."""
     p = sub.add_parser("labels", help="import or export a route's labels (ledger database)", description=__doc__)
