@@ -22,7 +22,8 @@ def test_the_loop_demo_labels_every_request_and_the_labels_track_the_simulated_q
     wins = {kind: float(m) for kind, m in re.findall(r"^(\w[\w ]*?)\s+\d+\s+([01]\.\d\d)\s", out, re.MULTILINE)}
     assert set(wins) == set(KINDS)
     assert min(wins["code"], wins["maths"]) > max(wins["small talk"], wins["facts"]) + 0.15
-    assert re.search(r"Labelling: 0\.\d+ USD", out) and "ends at the labels" in out
+    assert re.search(r"Labelling: 0\.\d+ USD", out) and re.search(r"route auto`: \d+ labels, APGR 0\.\d+", out)
+    assert re.search(r"\d+% less\), mean simulated quality 0\.\d+ against", out)
     lines = read_labels(db, "auto")
     assert len(lines) == 72 - int(counts["unparsed"]) and all(len(ln["embedding"]) == 384 for ln in lines)
     # the stored labels go straight to the route's trainer
