@@ -37,6 +37,8 @@ from hedgeway.providers import PROVIDERS, Provider, StreamReply
 from hedgeway.queueing import build_gates
 from hedgeway.redaction import Redactor
 from hedgeway.routing import Plan, Planner
+from hedgeway.routing.learner import Learner
+from hedgeway.routing.record import route_json
 from hedgeway.routing.vectors import route_vector
 from hedgeway.shadow import Answer, ShadowIn, Shadows
 from hedgeway.sse import UsageTap
@@ -78,6 +80,8 @@ class Gateway:
         self.shadows = Shadows(config.routing.shadows, config.ledger.url) if config.routing.shadows else None
         if self.shadows is not None:
             sections.append(self.shadows.render_metrics)
+        self.learner = Learner(config, self._again, self._background)
+        sections.append(self.learner.render_metrics)
         self.metrics = Metrics(self.planner.inflight,
                                lambda: (self.ledger.pending, self.ledger.written, self.ledger.failures),
                                models=self.planner.names(), sections=sections, gates=self.gates)
@@ -150,24 +154,7 @@ class Gateway:
             price += hedged[1]
         return {"deployment": dep.id, "provider": dep.provider, "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
-                "cost": price, "attempts": outcome.attempts, "route": self._route(ctx, outcome.failures, hedged)}
-
-    def _route(self, ctx: RequestContext, failures: list[UpstreamError],
-               hedged: tuple[str, Decimal] | None = None) -> str | None:
-        """The ledger's `route`: the router's decision, the fallbacks taken and the hedge that lost
-        (cancelled before it reported usage; its prompt's cost, included in the record's cost), as JSON
-        (None if none of them)."""
-        if not failures and ctx.route is None:
-            return None
-        route = dict(ctx.route or ())
-        if hedged:
-            route["hedged"], route["hedged_cost"] = hedged[0], f"{hedged[1]:f}"
-        if failures:
-            route["fallbacks"] = [f"{f.deployment} ({type(f).__name__})" for f in failures]
-            sla = [f.deployment for f in failures if f.code == "sla_deadline_missed"]
-            if sla:
-                route["sla_missed"] = sla
-        return orjson.dumps(route).decode()
+                "cost": price, "attempts": outcome.attempts, "route": route_json(ctx.route, outcome.failures, hedged)}
 
     def failed(self, ctx: RequestContext, endpoint: str, model: str, exc: HedgewayError, stream: bool) -> None:
         """Ledger record for a request that ends in an error response."""
@@ -176,7 +163,7 @@ class Gateway:
         dep = exc.deployment if isinstance(exc, UpstreamError) else None
         self._record(ctx, endpoint, model, exc.status_code, error_type=type(exc).__name__, stream=stream,
                      attempts=attempts, deployment=dep, overhead_ms=_ms(time.perf_counter() - ctx.started),
-                     route=self._route(ctx, failures))
+                     route=route_json(ctx.route, failures))
 
     def _headers(self, ctx: RequestContext, deployment: str, upstream_s: float,
                  extra: dict[str, str] | None) -> tuple[dict, float]:
@@ -240,6 +227,7 @@ class Gateway:
             primary = Answer(reply.headers["x-hedgeway-deployment"], _ms(time.perf_counter() - ctx.started),
                              reply.cost, reply.body)
             self._background(self._shadow(ctx, req, spec, primary))
+        self.learner.after(ctx, req, reply.body, reply.headers["x-hedgeway-deployment"])
         return reply
 
     async def embeddings(self, model: str, body: dict[str, Any], ctx: RequestContext) -> Reply:
@@ -320,12 +308,14 @@ class Gateway:
     def _end_stream(self, usage: Usage, estimated: bool, outcome: Outcome, req: ChatRequest, ctx: RequestContext,
                     endpoint: str, status: int, error: str | None, ttft: float, overhead: float, kept: list[bytes],
                     lookup: Lookup | None, shadow: ShadowIn | None) -> None:
-        """A relayed stream's ledger record (settling its ticket), cache entry and shadow comparison."""
+        """A relayed stream's ledger record (settling its ticket), cache entry, shadow comparison and label."""
         fields = self._usage_fields(ctx, outcome, usage)
         self._record(ctx, endpoint, req.model, status, stream=True, error_type=error, ttft_ms=_ms(ttft),
                      overhead_ms=_ms(overhead), usage_estimated=estimated, **fields)
         if lookup is not None and error is None:
             self.cache.store_stream(lookup, kept, usage, fields["cost"])
+        if error is None:
+            self.learner.after(ctx, req, kept, outcome.deployment.id)
         if shadow is not None:
             primary = Answer(outcome.deployment.id, _ms(time.perf_counter() - ctx.started), fields["cost"],
                              assemble(kept) if error is None else None)
@@ -335,11 +325,11 @@ class Gateway:
                 self._background(self._shadow(ctx, req, shadow, primary))
 
     async def _again(self, ctx: RequestContext, endpoint: str, model: str, req: ChatRequest,
-                     canary: bool = True) -> tuple[Outcome, dict[str, Any]]:
-        """The same request once more, non-streaming, after the user has the answer (canary checks,
-        shadow copies), to `model`. Its own ledger record under `endpoint` bills it; a failure is recorded
-        and raised (HedgewayError)."""
-        again = RequestContext(f"{ctx.request_id}-{endpoint}", ctx.principal, time.perf_counter(), time.time())
+                     canary: bool = True, tag: dict[str, Any] | None = None) -> tuple[Outcome, dict[str, Any]]:
+        """The same request again to `model`, non-streaming, after the user has the answer (canary checks, shadows,
+        labels), billed by its own ledger record (`endpoint`, route `tag`); a failure is recorded and raised."""
+        again = RequestContext(f"{ctx.request_id}-{endpoint}", ctx.principal, time.perf_counter(), time.time(),
+                               route=tag)
         body = {k: v for k, v in req.body.items() if k not in ("stream", "stream_options")}
         try:
             plan = self.planner.plan(model, body, canary=canary, embedding=ctx.embedding)
@@ -396,4 +386,5 @@ class Gateway:
         self.canaries.close()
         if self.shadows is not None:
             self.shadows.close()
+        self.learner.close()
         self.ledger.close()

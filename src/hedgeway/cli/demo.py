@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--db", default=f"sqlite:///{DEMO_DB}", help=f"ledger URL (default sqlite:///{DEMO_DB})")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--router-loop", action="store_true", help="instead: a route labelling its own traffic "
+                   "(simulated tiers and judge; hedgeway.cli.demo_loop)")
     p.add_argument("--self-hosted", action="store_true",
                    help="route the simple tier to a real local model (llama.cpp + SmolLM2) instead of a simulator")
     p.set_defaults(func=run)
@@ -78,6 +80,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.router_loop:
+        from hedgeway.cli.demo_loop import run_loop
+
+        return run_loop(args)
+
     import contextlib
     import sys
 

@@ -12,6 +12,8 @@
     hedgeway router train --labels FILE [--cv 5] [--oof-output OOF] [--output MODEL] [--json]
         a route's own router from its own labels, with its proof (see `hedgeway.cli.router_labels`);
         use it with `router: trained, options: {model: MODEL}`.
+    hedgeway router labels import FILE | export --db DB --route NAME
+        a route's labels (hedgeway.cli.label_io); `router train --from-ledger DB --route NAME` trains on them.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ def evaluate(args) -> int:
 
 
 def train(args) -> int:
+    if args.from_ledger:
+        from hedgeway.cli.label_io import train_from_ledger
+
+        return train_from_ledger(args)
     if args.labels:
         from hedgeway.cli.router_labels import train_labels
 
@@ -154,4 +160,10 @@ def register(subparsers: Any) -> None:
     t.add_argument("--target", choices=["wins", "soft"], default="wins")
     t.add_argument("--version", default="custom", help="recorded in the artefact's metadata")
     add_label_arguments(t)
+    t.add_argument("--from-ledger", metavar="DB", help="train on the labels a route stored in this ledger (--route)")
+    t.add_argument("--route", help="--from-ledger: the routed name whose labels to train on")
     t.set_defaults(func=train)
+
+    from hedgeway.cli import label_io
+
+    label_io.register(sub)

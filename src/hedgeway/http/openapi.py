@@ -77,6 +77,11 @@ SCHEMAS: dict[str, Any] = {
             "type": "object", "required": ["id", "object"],
             "properties": {"id": {"type": "string"}, "object": {"const": "model"}}}}}},
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "FeedbackRequest": {"type": "object", "required": ["request_id"], "additionalProperties": False,
+                        "properties": {"request_id": {"type": "string", "minLength": 1},
+                                       "score": {"type": "number", "minimum": 0, "maximum": 1},
+                                       "strong_wins": {"type": "number", "minimum": 0, "maximum": 1}},
+                        "oneOf": [{"required": ["score"]}, {"required": ["strong_wins"]}]},
     "ResponsesRequest": {"type": "object", "required": ["model", "input"], "additionalProperties": False,
                          "properties": {
         "model": {"type": "string", "minLength": 1},
@@ -143,6 +148,9 @@ PATHS: dict[str, Any] = {
     "/v1/messages/count_tokens": {"post": {"summary": "Estimated input tokens (Anthropic format)",
                                            "security": [{"bearer": []}],
                                            "responses": {"200": {"description": "Token estimate"}}}},
+    "/v1/feedback": _post("The application's label for one of its own requests on a routed name",
+                          "FeedbackRequest", {"description": "Stored",
+                                              "content": {JSON: {"schema": {"type": "object"}}}}),
     "/v1/responses": _post("OpenAI Responses API over the same pipeline; SSE events when stream is true",
                            "ResponsesRequest", {
         "description": "A Response, or with stream=true its typed events (response.created … response.completed)",

@@ -15,6 +15,7 @@ import orjson
 from hedgeway.auth import bearer
 from hedgeway.errors import HedgewayError, InvalidRequest, MethodNotAllowed, NotFound
 from hedgeway.http.admin import PREFIX as ADMIN_PREFIX, Admin
+from hedgeway.http.feedback import feedback_handler
 from hedgeway.http.errors import error_response, json_body as _json, pipeline_failed
 from hedgeway.http.messages import Messages, rejection as messages_rejection
 from hedgeway.http.responses import PREFIX as RESPONSES_PREFIX, Responses
@@ -60,6 +61,7 @@ class Routes:
             "/readyz": {"GET": self.readyz},
             "/metrics": {"GET": self.metrics},
             "/v1/router/stats": {"GET": router_stats_handler(gateway)},
+            "/v1/feedback": {"POST": feedback_handler(gateway)},  # labels from the application
             "/openapi.json": {"GET": openapi.serve},
             "/v1/messages": messages.methods(messages.create),  # Anthropic's Messages API
             "/v1/messages/count_tokens": messages.methods(messages.count_tokens),

@@ -21,7 +21,7 @@ from hedgeway.limits.config import PERIODS
 from hedgeway.limits.estimate import to_units
 from hedgeway.limits.periods import bounds
 
-UNCHARGED = ("shadow", "canary_check")  # endpoints of after-response copies, paid by the operator
+UNCHARGED = ("shadow", "canary_check", "judge")  # endpoints of after-response calls, paid by the operator
 
 
 def current_spend(ledger: Any, key_users: dict[str, str | None], now: float) -> dict[tuple[str, str], int]:

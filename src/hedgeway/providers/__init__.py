@@ -7,6 +7,7 @@ from hedgeway.providers.base import Provider, StreamReply
 from hedgeway.providers.gemini import GeminiProvider
 from hedgeway.providers.openai import AzureOpenAIProvider, OpenAIProvider
 from hedgeway.providers.simulated import SimulatedProvider
+from hedgeway.providers.simulated_quality import SimulatedJudgeProvider, SimulatedQualityProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
@@ -14,6 +15,8 @@ PROVIDERS: dict[str, type[Provider]] = {
     "anthropic": AnthropicProvider,
     "gemini": GeminiProvider,
     "simulated": SimulatedProvider,
+    "simulated-quality": SimulatedQualityProvider,  # the router-loop demo's tiers and judge
+    "simulated-judge": SimulatedJudgeProvider,
 }
 
 __all__ = ["PROVIDERS", "Provider", "StreamReply"]

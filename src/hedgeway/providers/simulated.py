@@ -72,11 +72,12 @@ def prompt_tokens(messages: list) -> int:
 
 class SimulatedProvider:
     price_namespace: ClassVar[str] = "simulated"
+    settings_model: ClassVar[type[SimSettings]] = SimSettings  # a subclass's settings extend these
 
     @classmethod
     def validate_settings(cls, d: Any, path: str) -> dict[str, Any]:
         try:
-            return SimSettings.model_validate(d.settings).model_dump()
+            return cls.settings_model.model_validate(d.settings).model_dump()
         except ValidationError as exc:
             err = exc.errors()[0]
             raise ConfigError(f"{path}.settings.{format_loc(err['loc'])}", err["msg"]) from None

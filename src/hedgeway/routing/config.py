@@ -11,6 +11,7 @@
           capabilities: {llama-local: {tools: false, vision: false, context: 8192}}
           sla: {simple: {ttft: 1.0, total: 20}}       # per tier (or deployment id): seconds
           hedge: {delay: 0.5}              # optional: race the next tier's call after this many seconds
+          learn: {share: 0.02, judge: gpt-4o, daily_budget: 5}   # optional: labels (routing.learner)
       breaker: {failures: 5, cooldown: 30, slow_call: 10, slow_rate: 0.5, window: 20}
       ewma_alpha: 0.2
 
@@ -20,6 +21,7 @@ Cross-checks against `models:` (tier model names exist, route names do not clash
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal, Mapping
 
 from pydantic import Field, model_validator
@@ -57,6 +59,16 @@ class HedgeIn(Strict):
     delay: float = Field(gt=0)  # seconds before the plan's second choice is started in parallel
 
 
+class LearnIn(Strict):
+    """Labels from the route's own traffic (hedgeway.routing.learner): a `share` of its requests is answered
+    again by the other tier and graded by the `judge` model, within `daily_budget` USD per UTC day."""
+
+    share: float = Field(gt=0, le=1)
+    judge: str = Field(min_length=1)  # a configured model name
+    daily_budget: Decimal = Field(gt=0)
+    max_in_flight: int = Field(4, ge=1)  # labelling tasks at once; beyond it a sampled request is skipped
+
+
 class RouteIn(Strict):
     name: str = Field(min_length=1)
     router: str = "heuristic"
@@ -66,6 +78,7 @@ class RouteIn(Strict):
     capabilities: dict[str, CapabilitiesIn] = {}
     sla: dict[str, SlaIn] = {}
     hedge: HedgeIn | None = None
+    learn: LearnIn | None = None
     default: Tier | None = None  # where an unproven router's route sends everything (None: the top tier)
 
 
@@ -108,6 +121,10 @@ def check_routes(router: RouterIn, models: Mapping[str, Any], rename=lambda p: p
         for key in route.sla:
             if key not in route.tiers and key not in dep_ids:
                 raise ConfigError(rename(f"{here}.sla.{key}"), "neither a tier of this route nor a deployment id")
+        if route.learn is not None and route.learn.judge not in models:
+            raise ConfigError(rename(f"{here}.learn.judge"), f"unknown model name {route.learn.judge!r}")
+        if route.learn is not None and len(set(route.tiers.values())) < 2:
+            raise ConfigError(rename(f"{here}.learn"), "labels compare two tiers; this route has one model")
         try:
             ROUTERS[route.router].check(route)
         except ValueError as exc:

@@ -202,4 +202,30 @@ POSTGRES: list[Step] = [
         )""",
         "CREATE INDEX response_store_expires ON response_store (expires_at)",
     )),
+    # Route labels (hedgeway.routing.learner, /v1/feedback, `hedgeway router labels`): one row per label of a
+    # routed name. strong_wins NULL = no label (an unparsed verdict, a judge error), kept for the counts.
+    # embedding: the prompt's MiniLM vector (base64 float32); prompt: only with ledger.log_prompts.
+    Step("013_route_labels", (
+        """CREATE TABLE route_labels (
+            route TEXT NOT NULL,
+            id TEXT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL,
+            source TEXT NOT NULL,
+            request_id TEXT,
+            key_id TEXT,
+            strong_model TEXT,
+            weak_model TEXT,
+            served TEXT,
+            strong DOUBLE PRECISION,
+            weak DOUBLE PRECISION,
+            strong_wins DOUBLE PRECISION,
+            verdict TEXT NOT NULL,
+            detail TEXT,
+            embedding TEXT,
+            features TEXT,
+            prompt TEXT,
+            PRIMARY KEY (route, id)
+        )""",
+        "CREATE INDEX route_labels_ts ON route_labels (route, ts)",
+    )),
 ]
