@@ -63,5 +63,21 @@ def run_init(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {args.file}: edit it, then `hedgeway config check {args.file}`")
     return 0
-    for line in route_lines(cfg):
-        print(line)
+
+
+def route_lines(cfg) -> list[str]:
+    """One line per routed name; a router with a proof (`trained`) says whether it is proven, and
+    where an unproven one sends every request."""
+    from hedgeway.routing.config import TIERS
+    from hedgeway.routing.registry import ROUTERS
+
+    out = []
+    for route in cfg.router.routes:
+        gate = getattr(ROUTERS[route.router](route.options), "gate", None)
+        line = f"  {route.name}: {route.router} over " + ", ".join(f"{t}={m}" for t, m in route.tiers.items())
+        if gate is not None:
+            default = route.default or [t for t in TIERS if t in route.tiers][-1]
+            line = f"  {route.name}: {route.router} ({gate['version']}) {gate['why']}"
+            line += "" if gate["proven"] else f"; every request goes to {default}"
+        out.append(line)
+    return out
