@@ -109,10 +109,10 @@ def test_config_check_names_the_proof_and_rejects_a_default_outside_the_tiers(up
     assert "auto: trained (auto-unproven) unproven: APGR" in out and "every request goes to complex" in out
     path.write_text(yaml.safe_dump(_config(upstream, ledger_url, artefacts[1], default="medium")))
     assert main(["config", "check", str(path)]) == 1
-    assert "router.routes[0].default" in capsys.readouterr().out
+    assert "router.routes[0].default" in capsys.readouterr().err
     path.write_text(yaml.safe_dump(_config(upstream, ledger_url, str(tmp_path / "missing.npz"))))
     assert main(["config", "check", str(path)]) == 1
-    assert "router.routes[0].options" in capsys.readouterr().out
+    assert "router.routes[0].options" in capsys.readouterr().err
 
 
 # --- a new router version through the canary -----------------------------------------------------------

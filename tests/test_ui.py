@@ -288,7 +288,7 @@ def test_page_renders_seeded_data(ui, browser, tmp_path):
     legend = {e.get_attribute("data-series") for e in browser.find_elements(By.CSS_SELECTOR, "#spend-legend span")}
     assert legend == {"gpt-4o-mini", "sim"}
     tiers = {e.get_attribute("data-name") for e in browser.find_elements(By.CSS_SELECTOR, "#tiers rect.bar")}
-    assert tiers == {"cheap", "strong", "(untiered)"}
+    assert tiers == {"cheap", "strong", "(cache hit)", "(not tiered)"}  # nulls named for why
     hits = sum(r.cache in ("hit-exact", "hit-semantic") for r in month)
     lookups = hits + sum(r.cache == "miss" for r in month)
     assert browser.find_element(By.ID, "hit-rate").text == f"{100 * hits / lookups:.1f}%"

@@ -112,7 +112,7 @@ const RENDER = {
   },
   routes(d) {
     const total = d.tiers.reduce((s, r) => s + r.requests, 0) || 1;
-    hbars($("tiers"), d.tiers.map((r) => ({name: r.name === null ? "(untiered)" : r.name, value: r.requests,
+    hbars($("tiers"), d.tiers.map((r) => ({name: r.name, value: r.requests,
                                            text: `${r.requests} · ${pct(r.requests / total)}`})));
     hbars($("deployments"), d.deployments.map((r) => ({name: r.name, value: r.requests,
                                                        text: `${r.requests} · ${usd(r.cost)}`})));
