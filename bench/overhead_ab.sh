@@ -3,7 +3,7 @@
 # take turns on core 1 in front of the shared nginx mock, against the same direct baseline, so a change on
 # the request path is judged by ratios measured minutes apart instead of against figures from another day.
 #
-# usage: bash bench/overhead_ab.sh BEFORE_BIN AFTER_BIN [--repeats N] [--scenarios ns-c1,ns-c16,...]
+# usage: bash bench/overhead_ab.sh BEFORE_BIN AFTER_BIN [--repeats N] [--duration S] [--scenarios ns-c1,...]
 #   BEFORE_BIN / AFTER_BIN: the `hedgeway` console scripts of two virtualenvs, e.g.
 #   git worktree add /tmp/hw-before <rev> && python3 -m venv /tmp/hw-before/.venv \
 #     && /tmp/hw-before/.venv/bin/pip install -e /tmp/hw-before   -> /tmp/hw-before/.venv/bin/hedgeway
@@ -18,11 +18,13 @@ BEFORE="${1:?usage: overhead_ab.sh BEFORE_BIN AFTER_BIN [--repeats N] [--scenari
 AFTER="${2:?usage: overhead_ab.sh BEFORE_BIN AFTER_BIN [--repeats N] [--scenarios LIST]}"
 shift 2
 REPEATS=2
+DURATION=10
 SCENARIOS=ns-c1,ns-c16,ns50-c64,st-c1,st-c16
 while [ $# -gt 0 ]; do
   case "$1" in
     --repeats) REPEATS="${2:?}"; shift 2 ;;
     --scenarios) SCENARIOS="${2:?}"; shift 2 ;;
+    --duration) DURATION="${2:?}"; shift 2 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
@@ -47,7 +49,7 @@ trap 'stop_gateway; "$HARNESS/stop_all.sh" >/dev/null 2>&1 || true' EXIT
 
 "$HARNESS/start_mock.sh" 0
 "$HARNESS/run_bench.py" http://127.0.0.1:18000 --label direct --d50-path /d50/v1/chat/completions \
-  --scenarios "$SCENARIOS" --json-out "$RUNS"
+  --scenarios "$SCENARIOS" --repeats 1 --duration "$DURATION" --json-out "$RUNS"
 
 run() {  # label bin
   rm -f "$LEDGER" "$LEDGER-wal" "$LEDGER-shm"
@@ -55,7 +57,7 @@ run() {  # label bin
   PID=$!
   for _ in $(seq 1 120); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.25; done
   "$HARNESS/run_bench.py" "http://127.0.0.1:$PORT" --label "$1" --auth "$HEDGEWAY_BENCH_KEY" --pid "$PID" \
-    --scenarios "$SCENARIOS" --json-out "$RUNS"
+    --scenarios "$SCENARIOS" --repeats 1 --duration "$DURATION" --json-out "$RUNS"
   echo "$1 RSS after load: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$PID/status")"
   stop_gateway
 }
@@ -65,7 +67,7 @@ OUT="$HERE/results/overhead-ab-$(date +%F).md"
 {
   echo "# Hedgeway before vs after, one sitting ($(date '+%F %T %Z'))"
   echo
-  echo "- before: \`$BEFORE\`; after: \`$AFTER\`; rounds: $REPEATS (alternating); scenarios: $SCENARIOS"
+  echo "- before: \`$BEFORE\`; after: \`$AFTER\`; rounds: $REPEATS (alternating), $DURATION s per run after a 3 s warm-up; scenarios: $SCENARIOS"
   echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   "$HARNESS/summarize.py" "$RUNS" --base direct --targets before,after --md
