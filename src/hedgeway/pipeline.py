@@ -216,7 +216,8 @@ class Gateway:
         if lookup is not None and lookup.hit is not None:
             self._record_hit(ctx, endpoint, req.model, lookup.hit, False)
             return Reply(lookup.hit.body, self._hit_headers(ctx, lookup.hit))
-        ctx.embedding = await route_vector(self.planner, self.cache, req, lookup)
+        if self.planner.wants_embedding(req.model):  # a proven `trained` route: no coroutine for the rest
+            ctx.embedding = await route_vector(self.cache, req, lookup)
         reply = await self._complete(endpoint, req.model, ctx, req.body, self._call(ctx, "chat", req))
         if lookup is not None and lookup.status == "miss":
             self.cache.store(lookup, reply.body, reply.usage, reply.cost)
@@ -241,7 +242,8 @@ class Gateway:
         lookup = await self._lookup(ctx, req)
         if lookup is not None and lookup.hit is not None:
             return StreamOut(self._hit_headers(ctx, lookup.hit), self._replay(ctx, endpoint, req, lookup.hit))
-        ctx.embedding = await route_vector(self.planner, self.cache, req, lookup)
+        if self.planner.wants_embedding(req.model):  # a proven `trained` route: no coroutine for the rest
+            ctx.embedding = await route_vector(self.cache, req, lookup)
         plan = self._plan(ctx, req.model, req.body)
         outcome = await call_with_fallback(plan.groups, self._call(ctx, "stream", req), self.policy,
                                            self.planner.inflight, hold=True, guard=plan.guard)

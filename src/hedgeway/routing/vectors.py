@@ -18,10 +18,9 @@ from hedgeway.routing.labelled import embed_text
 log = logging.getLogger("hedgeway.routing")
 
 
-async def route_vector(planner: Any, cache: Any, req: Any, lookup: Any) -> Any:
-    """The vector (float32, 384) or None when the request's route does not read one (or it failed)."""
-    if not planner.wants_embedding(req.model):
-        return None
+async def route_vector(cache: Any, req: Any, lookup: Any) -> Any:
+    """The vector (float32, 384) for a request whose route reads one (`Planner.wants_embedding`), or None
+    when computing it failed."""
     embedder = getattr(cache, "embedder", None)
     if embedder is None or embedder.name != "minilm":
         embedder = None
