@@ -34,12 +34,6 @@ def register(subparsers: Any) -> None:
     b.set_defaults(func=run_bench)
 
 
-def _config(path: str):
-    from hedgeway.config import load
-
-    return load(path)
-
-
 def find(config: Any, name: str):
     """The deployment `name` names (an id, or a model with exactly one deployment); ValueError otherwise."""
     if name in config.deployments:
@@ -52,14 +46,9 @@ def find(config: Any, name: str):
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from hedgeway.errors import ConfigError
+    from hedgeway.config import load
 
-    try:
-        config = _config(args.config)
-    except ConfigError as exc:
-        print(f"hedgeway deployments: error: {exc}", file=sys.stderr)
-        return 2
-    for d in config.deployments.values():
+    for d in load(args.config).deployments.values():  # a bad config: one line from cli.main
         slots = f"max_concurrency {d.max_concurrency}" if d.max_concurrency else "no slot limit"
         print(f"{d.id}\t{d.provider}\t{slots}\tprice {d.price.source}")
     return 0
@@ -69,13 +58,14 @@ def run_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from hedgeway.capacity import bench, render
+    from hedgeway.config import load
     from hedgeway.errors import ConfigError
 
     try:
         levels = [int(x) for x in args.concurrency.split(",")]
         if not levels or min(levels) < 1 or (args.requests is not None and args.requests < 1) or args.max_tokens < 1:
             raise ValueError("--concurrency, --requests and --max-tokens take positive integers")
-        dep = find(_config(args.config), args.name)
+        dep = find(load(args.config), args.name)
     except (ConfigError, ValueError) as exc:
         print(f"hedgeway deployments bench: error: {exc}", file=sys.stderr)
         return 2
