@@ -69,7 +69,7 @@ class Gateway:
         self.admission = build_admission(config)
         self.admission.restore(store, self.auth.ring)
         self.redact = Redactor(config.secrets)
-        self.tokens = TokenCounter().warm()  # off the event loop; the first unreported usage needs it
+        self.tokens = TokenCounter()  # loaded by the first unreported usage, on its worker thread
         self.tracer = build_tracer(config.tracing)
         self.log_prompts = config.ledger.log_prompts
         self.canaries = self.planner.canaries = open_canaries(config, config.routing.canary_poll)
