@@ -67,6 +67,7 @@ class Gateway:
         spool = Spool(lc.spool_path, lc.url, lc.spool_max_bytes) if lc.spool_path else None
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
         self.admission = build_admission(config)
+        self.overlap = config.limits.backend == "redis"  # see _admit_lookup
         self.admission.restore(store, self.auth.ring)
         self.redact = Redactor(config.secrets)
         self.tokens = TokenCounter()  # loaded by the first unreported usage, on its worker thread
@@ -179,11 +180,19 @@ class Gateway:
         return headers, overhead
 
     # --- cache ---
-    async def _lookup(self, ctx: RequestContext, req: ChatRequest) -> Lookup | None:
-        if self.cache is None:
-            return None
-        lookup = await self.cache.lookup(ctx.principal, req)
-        ctx.cache = lookup.status
+    async def _admit_lookup(self, ctx: RequestContext, req: ChatRequest) -> Lookup | None:
+        """Admission, then the cache lookup; both at once when admission waits on Redis (one round trip of
+        latency instead of two). A refused request's lookup is cancelled and never seen."""
+        cache = self.cache
+        pending = asyncio.ensure_future(cache.lookup(ctx.principal, req)) if cache and self.overlap else None
+        try:
+            await self._admit(ctx, req.model, req.body)
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
+        lookup = await (pending or cache.lookup(ctx.principal, req)) if cache is not None else None
+        ctx.cache = lookup and lookup.status
         return lookup
 
     def _hit_headers(self, ctx: RequestContext, hit: CacheHit) -> dict[str, str]:
@@ -211,8 +220,7 @@ class Gateway:
         return Reply(reply.body, headers, usage, fields["cost"])
 
     async def chat(self, req: ChatRequest, ctx: RequestContext, endpoint: str = "chat") -> Reply:
-        await self._admit(ctx, req.model, req.body)
-        lookup = await self._lookup(ctx, req)
+        lookup = await self._admit_lookup(ctx, req)
         if lookup is not None and lookup.hit is not None:
             self._record_hit(ctx, endpoint, req.model, lookup.hit, False)
             return Reply(lookup.hit.body, self._hit_headers(ctx, lookup.hit))
@@ -238,8 +246,7 @@ class Gateway:
     async def chat_stream(self, req: ChatRequest, ctx: RequestContext, endpoint: str = "chat") -> StreamOut:
         """Starts the stream (falling back until a deployment sends its first event) and returns the
         relay. The relay writes the ledger record when it ends — completed, broken, or abandoned."""
-        await self._admit(ctx, req.model, req.body)
-        lookup = await self._lookup(ctx, req)
+        lookup = await self._admit_lookup(ctx, req)
         if lookup is not None and lookup.hit is not None:
             return StreamOut(self._hit_headers(ctx, lookup.hit), self._replay(ctx, endpoint, req, lookup.hit))
         if self.planner.wants_embedding(req.model):  # a proven `trained` route: no coroutine for the rest

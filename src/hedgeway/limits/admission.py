@@ -38,6 +38,7 @@ from hedgeway.types import Budget, Deployment, Principal, RateLimit, Usage
 log = logging.getLogger("hedgeway.limits")
 _NO_PRICE = (Decimal(0), Decimal(0))
 SETTLE_RETRIES = (0.2, 1.0, 3.0)
+SETTLE_BATCH = 256  # settlements per script call: bounds how long one call holds Redis
 
 
 @lru_cache(maxsize=4096)
@@ -98,6 +99,8 @@ class Limiter:
         self._down_until = 0.0
         self._down = False
         self._tasks: set[asyncio.Task] = set()
+        self._pending: list[tuple[Ticket, tuple]] = []  # Redis settlements waiting for the flusher
+        self._flusher: asyncio.Task | None = None
         self._prefix = os.urandom(5).hex()
         self._ids = count(1)
 
@@ -242,25 +245,39 @@ class Limiter:
         if store is self.local:
             self._settled(ticket, self.local.settle_now(ticket.rid, budgets, actual, windows, self.thresholds))
             return
-        task = asyncio.get_running_loop().create_task(self._settle_remote(ticket, budgets, actual, windows))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Redis: queued and sent with the other settlements of this moment in one script call, after the
+        # response (a settlement lowers `held` and raises `spent` by the same request: waiting a loop tick
+        # never lets more through than the reservation already held back).
+        self._pending.append((ticket, (ticket.rid, budgets, actual, windows)))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            self._tasks.add(self._flusher)
+            self._flusher.add_done_callback(self._tasks.discard)
 
-    async def _settle_remote(self, ticket: Ticket, budgets: list, actual: int, windows: list) -> None:
-        for delay in (*SETTLE_RETRIES, None):
-            try:
-                result = await self.store.settle(ticket.rid, budgets, actual, windows, self.thresholds)
-            except StoreDown as exc:
-                self._outage(exc)
-                if delay is None:
-                    self.counts["settle_failures"] += 1
-                    log.error("could not settle %s in redis; its reservation expires after %g s",
-                              ticket.rid, self.cfg.reservation_ttl)
-                    return
-                await asyncio.sleep(delay)
-                continue
-            self._settled(ticket, result)
-            return
+    async def _flush(self) -> None:
+        """Send queued settlements in batches of SETTLE_BATCH until none is left; a batch Redis does not
+        take is retried (SETTLE_RETRIES), then dropped: its reservations expire after reservation_ttl."""
+        try:
+            await asyncio.sleep(0)  # let the settlements of this loop iteration join the batch
+            while self._pending:
+                batch, self._pending = self._pending[:SETTLE_BATCH], self._pending[SETTLE_BATCH:]
+                for delay in (*SETTLE_RETRIES, None):
+                    try:
+                        results = await self.store.settle([item for _, item in batch], self.thresholds)
+                    except StoreDown as exc:
+                        self._outage(exc)
+                        if delay is None:
+                            self.counts["settle_failures"] += len(batch)
+                            log.error("could not settle %d requests in redis; their reservations expire after "
+                                      "%g s", len(batch), self.cfg.reservation_ttl)
+                            break
+                        await asyncio.sleep(delay)
+                        continue
+                    for (ticket, _), result in zip(batch, results):
+                        self._settled(ticket, result)
+                    break
+        finally:
+            self._flusher = None
 
     def _settled(self, ticket: Ticket, result: tuple[list, list]) -> None:
         spents, fired = result

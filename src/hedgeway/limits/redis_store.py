@@ -132,12 +132,17 @@ return out
 """
 
 SETTLE = r"""
--- ARGV: rid, actual, nb, nw, nt, nt × threshold, nb × (key, limit), nw × (window key, member, weight)
-local rid, actual = ARGV[1], tonumber(ARGV[2])
-local nb, nw, nt = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+-- Settles a batch of requests in one call. ARGV: nt, nt × threshold, then per request:
+--   rid, actual, nb, nw, nb × (key, limit), nw × (window key, member, weight)
+-- Returns one {spents, fired} per request, in order.
+local nt = tonumber(ARGV[1])
 local th = {}
-for j = 1, nt do th[j] = ARGV[5 + j] end
-local i = 6 + nt
+for j = 1, nt do th[j] = ARGV[1 + j] end
+local i = 2 + nt
+local results = {}
+while i <= #ARGV do
+local rid, actual, nb, nw = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+i = i + 4
 local spents, fired = {}, {}
 for b = 1, nb do
   local k, limit = ARGV[i], tonumber(ARGV[i + 1])
@@ -171,7 +176,9 @@ for w = 1, nw do
     redis.call('INCRBY', k .. ':s', weight - tonumber(old))
   end
 end
-return {spents, fired}
+results[#results + 1] = {spents, fired}
+end
+return results
 """
 
 
@@ -217,19 +224,24 @@ class RedisStore:
                            end=None if end < 0 else end, soft=bool(r[5]))
         return Verdict(False, window=int(r[1]) - 1, retry_ms=int(r[2]))
 
-    async def settle(self, rid: str, budgets: list[tuple[str, int]], actual: int,
-                     windows: list[tuple[str, str, int]], thresholds: list[float]):
-        args = [rid, actual, len(budgets), len(windows), len(thresholds), *(repr(t) for t in thresholds)]
-        for b in budgets:
-            args.extend(b)
-        for name, member, weight in windows:
-            args.extend((f"{self.prefix}w:{name}", member, weight))
+    async def settle(self, items: list[tuple[str, list[tuple[str, int]], int, list[tuple[str, str, int]]]],
+                     thresholds: list[float]) -> list[tuple[list[int], list[tuple[int, float]]]]:
+        """Settle a batch of requests, `(rid, budgets [(key, limit)], actual, windows [(name, member,
+        weight)])` each, in one script call; per request: (spent per budget, [(budget index, threshold)]
+        of the alerts that fired)."""
+        args: list = [len(thresholds), *(repr(t) for t in thresholds)]
+        for rid, budgets, actual, windows in items:
+            args += (rid, actual, len(budgets), len(windows))
+            for b in budgets:
+                args.extend(b)
+            for name, member, weight in windows:
+                args += (f"{self.prefix}w:{name}", member, weight)
         try:
-            spents, fired = await self._settle(args=args)
+            results = await self._settle(args=args)
         except self.errors as exc:
             raise StoreDown(f"{type(exc).__name__}: {exc}") from None
-        pairs = [(int(fired[j]) - 1, float(fired[j + 1])) for j in range(0, len(fired), 2)]
-        return [int(s) for s in spents], pairs
+        return [([int(s) for s in spents], [(int(fired[j]) - 1, float(fired[j + 1])) for j in range(0, len(fired), 2)])
+                for spents, fired in results]
 
     async def close(self) -> None:
         await self.client.aclose()
