@@ -2,7 +2,7 @@
 
     limits:
       backend: redis                     # memory (one process, the default) | redis (shared by replicas)
-      redis: {url: os.environ/REDIS_URL, prefix: "hedgeway:", timeout: 0.25, max_connections: 16}
+      redis: {url: os.environ/REDIS_URL, prefix: "hedgeway:", timeout: 0.25}   # one multiplexed connection
       fail: closed                       # redis unreachable: closed (503) | open (local in-memory limits)
       budgets: [{limit: "500.00", period: monthly}]          # global budgets (scope "global")
       models: {gpt-4o: {rpm: 60, tpm: 200000}}               # per logical model name (scope "model:<name>")
@@ -57,8 +57,6 @@ class RedisIn(Strict):
     timeout: float = Field(0.25, gt=0, le=10)  # socket connect/read timeout: an outage must not hang requests
     retry_interval: float = Field(1.0, gt=0)  # after an error, Redis is retried at most this often
     connect_timeout: float = Field(1.0, gt=0, le=10)
-    max_connections: int = Field(16, ge=1)  # per process; beyond it, requests wait up to pool_timeout
-    pool_timeout: float = Field(2.0, gt=0)
 
     @field_validator("url")
     @classmethod

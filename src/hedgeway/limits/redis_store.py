@@ -188,22 +188,18 @@ class StoreDown(Exception):
 
 class RedisStore:
     def __init__(self, url: str, prefix: str, ttl: float, window: float, timeout: float,
-                 max_connections: int = 16, pool_timeout: float = 2.0, connect_timeout: float = 1.0):
-        import redis.asyncio as aioredis
-        from redis.exceptions import RedisError
+                 connect_timeout: float = 1.0):
+        from hedgeway.redis_wire import RedisClient, ReplyError
 
-        self.errors = (RedisError, OSError, asyncio.TimeoutError)
-        # A blocking pool: a burst beyond max_connections waits (bounded) for a connection instead of
-        # failing; every command is bounded by the socket timeouts, so an outage never hangs a request.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=pool_timeout, socket_timeout=timeout,
-            socket_connect_timeout=connect_timeout, health_check_interval=0)
-        self.client = aioredis.Redis(connection_pool=pool, retry=None)
+        self.errors = (ReplyError, OSError)  # OSError: refused, reset, timed out (redis_wire's contract)
+        # One multiplexed connection (redis_wire): every command is bounded by `timeout`, so an outage never
+        # hangs a request, and a burst shares the connection instead of queueing for a pool.
+        self.client = RedisClient(url, timeout, connect_timeout)
         self.prefix = prefix
         self.ttl_ms = int(ttl * 1000)
         self.span_ms = int(window * 1000)
-        self._reserve = self.client.register_script(RESERVE)
-        self._settle = self.client.register_script(SETTLE)
+        self._reserve = self.client.script(RESERVE)
+        self._settle = self.client.script(SETTLE)
 
     async def reserve(self, rid: str, budgets: list[tuple[str, str, int, int]],
                       windows: list[tuple[str, int, int]]) -> Verdict:
@@ -213,7 +209,7 @@ class RedisStore:
         for w in windows:
             args.extend(w)
         try:
-            r = await self._reserve(args=args)
+            r = await self._reserve(*args)
         except self.errors as exc:
             raise StoreDown(f"{type(exc).__name__}: {exc}") from None
         if r[0] == 1:
@@ -237,11 +233,11 @@ class RedisStore:
             for name, member, weight in windows:
                 args += (f"{self.prefix}w:{name}", member, weight)
         try:
-            results = await self._settle(args=args)
+            results = await self._settle(*args)
         except self.errors as exc:
             raise StoreDown(f"{type(exc).__name__}: {exc}") from None
         return [([int(s) for s in spents], [(int(fired[j]) - 1, float(fired[j + 1])) for j in range(0, len(fired), 2)])
                 for spents, fired in results]
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
