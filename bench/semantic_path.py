@@ -1,0 +1,199 @@
+"""The semantic cache's own path (lookup, then store on a miss) through `ResponseCache`, without HTTP:
+process CPU per request (event loop and embedder thread together), hits and misses, embedded texts.
+
+    python bench/semantic_path.py tickets [--backend memory|redis] [--n 2000] [--concurrency 16]
+    python bench/semantic_path.py mix [--backend memory|redis] [--n 3000] [--data ../shared/data/cache/banking77]
+    python bench/semantic_path.py other [--n 3000]     # a model without the semantic cache, beside semantic traffic
+
+tickets: the load test's `--unique` bodies (system prompt, a fixed question ending "Ticket <run>-<i>."): every
+request is a miss, each in its own fingerprint bucket (the numbers of the last turn are part of it).
+mix: Banking77 train and test questions drawn at random (seed 0), so the same questions come back in other
+wordings; a miss is stored like the gateway does. Prints the share of semantic hits whose entry has the
+query's intent. other: `--n` lookups for a model whose semantic cache is off (each timed from when it is
+due, after a 0.5 ms pause, so waiting for the core counts) while a second task sends `tickets` misses to a semantic model: p50/p99 of the first, alone
+and with the semantic traffic beside it.
+Redis: 127.0.0.1:6379, own key prefix, deleted after. Pin to one core (taskset -c 1) to see a one-core
+gateway; quote medians of a few runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import random
+import statistics
+import time
+import uuid
+from decimal import Decimal
+
+import orjson
+
+from hedgeway.cache.backends import BACKENDS
+from hedgeway.cache.config import CacheIn
+from hedgeway.cache.service import ResponseCache
+from hedgeway.embedders import shared_minilm
+from hedgeway.types import ChatRequest, Principal, Usage
+
+PRINCIPAL = Principal("bench-key", team="bench")
+SYSTEM = "You are a helpful assistant. Answer concisely."
+QUESTION = ("Explain in two sentences what an API gateway does and why latency overhead matters for LLM "
+            "applications.")
+
+
+def ticket(model: str, run: str, i: int) -> ChatRequest:
+    body = {"model": model, "temperature": 0.2, "max_tokens": 128,
+            "messages": [{"role": "system", "content": SYSTEM},
+                         {"role": "user", "content": f"{QUESTION} Ticket {run}-{i}."}]}
+    return ChatRequest(model=model, body=body)
+
+
+def plain(model: str, text: str) -> ChatRequest:
+    return ChatRequest(model=model, body={"model": model, "temperature": 0,
+                                          "messages": [{"role": "user", "content": text}]})
+
+
+def answer(tag: str) -> bytes:
+    return orjson.dumps({"id": "b", "object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": tag}, "finish_reason": "stop"}]})
+
+
+class Counting:
+    """The embedder, counting the texts it is asked to embed (calls through `embed` only)."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.texts, self.calls = inner, inner.name, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def embed(self, texts, whole_only=False):
+        self.texts += len(texts)
+        self.calls += 1
+        return await self.inner.embed(texts, whole_only)
+
+
+def make_cache(args, section: CacheIn) -> tuple[ResponseCache, Counting]:
+    emb = Counting(shared_minilm())
+    return ResponseCache(section, BACKENDS[section.backend](section), emb), emb
+
+
+def section(args, **kw) -> CacheIn:
+    return CacheIn(enabled=True, backend=args.backend, prefix=args.prefix, max_entries=max(args.n * 2, 10_000), **kw)
+
+
+async def drive(cache: ResponseCache, reqs: list[tuple[ChatRequest, str]], concurrency: int) -> dict:
+    """Each request: lookup, and store on a miss. Returns counts and the matched tags of semantic hits."""
+    counts = {"hit-exact": 0, "hit-semantic": 0, "miss": 0, "bypass": 0}
+    pairs: list[tuple[str, str]] = []  # (query tag, matched entry's tag) of semantic hits
+    it = iter(reqs)
+
+    async def worker():
+        for req, tag in it:
+            lk = await cache.lookup(PRINCIPAL, req)
+            counts[lk.status] += 1
+            if lk.hit is None:
+                await asyncio.sleep(0)  # the upstream call: others run meanwhile
+                cache.store(lk, answer(tag), Usage(10, 5), Decimal("0.0001"))
+            elif lk.status == "hit-semantic":
+                pairs.append((tag, orjson.loads(lk.hit.body)["choices"][0]["message"]["content"]))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await cache.drain()
+    return {"counts": counts, "pairs": pairs}
+
+
+def measure(args, reqs, label, **kw) -> dict:
+    async def go():
+        cache, emb = make_cache(args, section(args, **kw))
+        await drive(cache, [(ticket("warm", "w", i), "w") for i in range(8)], 1)  # load the model, warm up
+        emb.texts = emb.calls = 0
+        t, c = time.perf_counter(), time.process_time()
+        out = await drive(cache, reqs, args.concurrency)
+        out["wall"], out["cpu"] = time.perf_counter() - t, time.process_time() - c
+        out["texts"], out["calls"] = emb.texts, emb.calls
+        if hasattr(cache.backend, "clear"):
+            await cache.backend.clear()
+        await cache.close()
+        return out
+    out = asyncio.run(go())
+    n = len(reqs)
+    print(f"{label} [{args.backend}, c={args.concurrency}]: {n} requests, CPU {out['cpu'] * 1e3 / n:.3f} ms/req, "
+          f"wall {out['wall'] * 1e3 / n:.3f} ms/req; {out['counts']}; embedded {out['texts']} texts "
+          f"in {out['calls']} calls")
+    return out
+
+
+def bench_tickets(args) -> None:
+    run = uuid.uuid4().hex[:6]
+    measure(args, [(ticket("gpt-4o-mini", run, i), str(i)) for i in range(args.n)], "tickets (all misses)")
+
+
+def bench_mix(args) -> None:
+    rows = []
+    for name in ("train.csv", "test.csv"):
+        with open(os.path.join(args.data, name), newline="") as f:
+            rows += list(csv.DictReader(f))
+    rng = random.Random(0)
+    picked = [rng.choice(rows) for _ in range(args.n)]
+    out = measure(args, [(plain("gpt-4o-mini", r["text"]), r["category"]) for r in picked], "banking77 mix")
+    pairs = out["pairs"]
+    right = sum(q == m for q, m in pairs)
+    print(f"  semantic hits with the query's intent: {right}/{len(pairs)} = {right / max(len(pairs), 1):.4f}")
+
+
+def bench_other(args) -> None:
+    """p50/p99 of lookups for a model whose semantic cache is off (an exact miss each), alone and beside
+    semantic misses."""
+    async def go(beside: bool):
+        cache, _ = make_cache(args, section(args, models={"plain": {"semantic": False}}))
+        await drive(cache, [(ticket("warm", "w", i), "w") for i in range(8)], 1)
+        run, stop = uuid.uuid4().hex[:6], asyncio.Event()
+
+        async def semantic():
+            i = 0
+            while not stop.is_set():
+                await drive(cache, [(ticket("gpt-4o-mini", run, i + j), "s") for j in range(args.concurrency)],
+                            args.concurrency)
+                i += args.concurrency
+
+        bg = asyncio.ensure_future(semantic()) if beside else None
+        await asyncio.sleep(0.05)
+        lat = []
+        for i in range(args.n):
+            # from the moment the request is due (the end of a 0.5 ms pause) to its lookup's end: the wait
+            # for the core (an embedding thread holding it) counts, as it would for a request arriving
+            t = time.perf_counter() + 0.0005
+            await asyncio.sleep(0.0005)
+            lk = await cache.lookup(PRINCIPAL, ticket("plain", run, i))
+            cache.store(lk, answer("p"), Usage(1, 1), Decimal(0))
+            lat.append(time.perf_counter() - t)
+        stop.set()
+        if bg is not None:
+            await bg
+        if hasattr(cache.backend, "clear"):
+            await cache.backend.clear()
+        await cache.close()
+        lat.sort()
+        return statistics.median(lat) * 1e3, lat[int(len(lat) * 0.99)] * 1e3
+    for beside in (False, True):
+        p50, p99 = asyncio.run(go(beside))
+        print(f"non-semantic model lookups [{args.backend}] {'beside semantic misses' if beside else 'alone'}: "
+              f"p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["tickets", "mix", "other"])
+    ap.add_argument("--backend", choices=["memory", "redis"], default="memory")
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--data", default="../shared/data/cache/banking77")
+    args = ap.parse_args()
+    args.prefix = f"hw-bench-sem-{uuid.uuid4().hex[:8]}"
+    {"tickets": bench_tickets, "mix": bench_mix, "other": bench_other}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
