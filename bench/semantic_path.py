@@ -109,10 +109,12 @@ def measure(args, reqs, label, **kw) -> dict:
         cache, emb = make_cache(args, section(args, **kw))
         await drive(cache, [(ticket("warm", "w", i), "w") for i in range(8)], 1)  # load the model, warm up
         emb.texts = emb.calls = 0
+        computed = getattr(emb.inner, "computed", 0)
         t, c = time.perf_counter(), time.process_time()
         out = await drive(cache, reqs, args.concurrency)
         out["wall"], out["cpu"] = time.perf_counter() - t, time.process_time() - c
         out["texts"], out["calls"] = emb.texts, emb.calls
+        out["computed"] = getattr(emb.inner, "computed", 0) - computed
         if hasattr(cache.backend, "clear"):
             await cache.backend.clear()
         await cache.close()
@@ -121,7 +123,7 @@ def measure(args, reqs, label, **kw) -> dict:
     n = len(reqs)
     print(f"{label} [{args.backend}, c={args.concurrency}]: {n} requests, CPU {out['cpu'] * 1e3 / n:.3f} ms/req, "
           f"wall {out['wall'] * 1e3 / n:.3f} ms/req; {out['counts']}; embedded {out['texts']} texts "
-          f"in {out['calls']} calls")
+          f"in {out['calls']} calls ({out['computed']} run through the model)")
     return out
 
 

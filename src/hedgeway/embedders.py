@@ -79,6 +79,7 @@ class MiniLM:
         self._worker = Worker(self._embed_many)
         self._memo: OrderedDict[str, tuple[np.ndarray, bool]] = OrderedDict()  # text -> (vector, too long)
         self._memo_lock = threading.Lock()
+        self.computed = 0  # texts run through the model by `embed` (benchmarks)
 
     def _encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(vectors, too long to read whole) of texts, in one onnxruntime run."""
@@ -99,15 +100,20 @@ class MiniLM:
         return vecs
 
     def _embed_many(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
-        """The worker's batch: every distinct text once; results remembered."""
-        distinct = list(dict.fromkeys(texts))
-        vecs, long = self._encode(distinct)
-        got = {t: (vecs[i], bool(long[i])) for i, t in enumerate(distinct)}
+        """The worker's batch: every distinct text once, none that an earlier batch computed (two lookups
+        racing for the same bucket's pending texts); results remembered."""
         with self._memo_lock:
-            for t, r in got.items():
-                self._memo[t] = r
-            while len(self._memo) > MEMO:
-                self._memo.popitem(last=False)
+            got = {t: self._memo[t] for t in texts if t in self._memo}
+        todo = [t for t in dict.fromkeys(texts) if t not in got]
+        if todo:
+            vecs, long = self._encode(todo)
+            self.computed += len(todo)
+            fresh = {t: (vecs[i], bool(long[i])) for i, t in enumerate(todo)}
+            got.update(fresh)
+            with self._memo_lock:
+                self._memo.update(fresh)
+                while len(self._memo) > MEMO:
+                    self._memo.popitem(last=False)
         return [got[t] for t in texts]
 
     async def embed(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
