@@ -3,15 +3,15 @@ process CPU per request (event loop and embedder thread together), hits and miss
 
     python bench/semantic_path.py tickets [--backend memory|redis] [--n 2000] [--concurrency 16]
     python bench/semantic_path.py mix [--backend memory|redis] [--n 3000] [--data ../shared/data/cache/banking77]
-    python bench/semantic_path.py other [--n 3000]     # a model without the semantic cache, beside semantic traffic
+    python bench/semantic_path.py other [--n 3000] [--nice 10]   # a model without the semantic cache, beside semantic traffic
 
 tickets: the load test's `--unique` bodies (system prompt, a fixed question ending "Ticket <run>-<i>."): every
 request is a miss, each in its own fingerprint bucket (the numbers of the last turn are part of it).
 mix: Banking77 train and test questions drawn at random (seed 0), so the same questions come back in other
 wordings; a miss is stored like the gateway does. Prints the share of semantic hits whose entry has the
-query's intent. other: `--n` lookups for a model whose semantic cache is off (each timed from when it is
-due, after a 0.5 ms pause, so waiting for the core counts) while a second task sends `tickets` misses to a semantic model: p50/p99 of the first, alone
-and with the semantic traffic beside it.
+query's intent. other: a client process sends `--n` requests (one in flight, over TCP) for a model whose
+semantic cache is off, alone and while Banking77 questions (each one embedded) go to a semantic model in
+the same process: the first's round-trip p50/p99, with the embedding thread at nice +`--nice`.
 Redis: 127.0.0.1:6379, own key prefix, deleted after. Pin to one core (taskset -c 1) to see a one-core
 gateway; quote medians of a few runs.
 """
@@ -145,44 +145,82 @@ def bench_mix(args) -> None:
     print(f"  semantic hits with the query's intent: {right}/{len(pairs)} = {right / max(len(pairs), 1):.4f}")
 
 
+def _client(port: int, n: int, out) -> None:
+    """A separate process (on another core when there is one): n requests, one in flight, RTT of each."""
+    import socket
+    if len(os.sched_getaffinity(0)) == 1 and os.cpu_count() > 1:
+        os.sched_setaffinity(0, {c for c in range(os.cpu_count()) if c not in os.sched_getaffinity(0)})
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    lat = []
+    for i in range(n):
+        t = time.perf_counter()
+        sock.sendall(b"%d\n" % i)
+        while not sock.recv(64).endswith(b"\n"):
+            pass
+        lat.append(time.perf_counter() - t)
+        time.sleep(0.001)
+    sock.close()
+    out.put(lat)
+
+
 def bench_other(args) -> None:
-    """p50/p99 of lookups for a model whose semantic cache is off (an exact miss each), alone and beside
-    semantic misses."""
+    """A model without the semantic cache, served by this event loop to a client process over TCP (one
+    request in flight: lookup + store, then the reply), alone and while paraphrase traffic (each request
+    embedded: a non-empty bucket) runs beside it. --nice sets the embedding thread's nice increment."""
+    import multiprocessing as mp
+
+    import hedgeway.embedders as embedders
+    embedders.EMBED_NICE = args.nice
+    rows = []
+    with open(os.path.join(args.data, "train.csv"), newline="") as f:
+        rows = [r["text"] for r in csv.DictReader(f)]
+
     async def go(beside: bool):
         cache, _ = make_cache(args, section(args, models={"plain": {"semantic": False}}))
-        await drive(cache, [(ticket("warm", "w", i), "w") for i in range(8)], 1)
+        await drive(cache, [(plain("gpt-4o-mini", rows[i]), "w") for i in range(8)], 1)
         run, stop = uuid.uuid4().hex[:6], asyncio.Event()
 
-        async def semantic():
-            i = 0
-            while not stop.is_set():
-                await drive(cache, [(ticket("gpt-4o-mini", run, i + j), "s") for j in range(args.concurrency)],
-                            args.concurrency)
-                i += args.concurrency
+        async def serve(reader, writer):
+            while line := await reader.readline():
+                lk = await cache.lookup(PRINCIPAL, ticket("plain", run, int(line)))
+                cache.store(lk, answer("p"), Usage(1, 1), Decimal(0))
+                writer.write(b"ok\n")
+            writer.close()
 
+        async def semantic():
+            i = 8
+            while not stop.is_set():
+                await drive(cache, [(plain("gpt-4o-mini", rows[(i + j) % len(rows)]), "s") for j in range(4)], 4)
+                i += 4
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
         bg = asyncio.ensure_future(semantic()) if beside else None
-        await asyncio.sleep(0.05)
-        lat = []
-        for i in range(args.n):
-            # from the moment the request is due (the end of a 0.5 ms pause) to its lookup's end: the wait
-            # for the core (an embedding thread holding it) counts, as it would for a request arriving
-            t = time.perf_counter() + 0.0005
-            await asyncio.sleep(0.0005)
-            lk = await cache.lookup(PRINCIPAL, ticket("plain", run, i))
-            cache.store(lk, answer("p"), Usage(1, 1), Decimal(0))
-            lat.append(time.perf_counter() - t)
+        q = mp.get_context("spawn").Queue()
+        proc = mp.get_context("spawn").Process(target=_client, args=(server.sockets[0].getsockname()[1], args.n, q))
+        proc.start()
+        while (lat := await asyncio.get_running_loop().run_in_executor(None, _get, q)) is None:
+            pass
+        proc.join()
         stop.set()
         if bg is not None:
             await bg
-        if hasattr(cache.backend, "clear"):
-            await cache.backend.clear()
+        server.close()
         await cache.close()
         lat.sort()
         return statistics.median(lat) * 1e3, lat[int(len(lat) * 0.99)] * 1e3
     for beside in (False, True):
         p50, p99 = asyncio.run(go(beside))
-        print(f"non-semantic model lookups [{args.backend}] {'beside semantic misses' if beside else 'alone'}: "
+        print(f"non-semantic model [{args.backend}] {f'beside paraphrase traffic, embedder nice +{args.nice}' if beside else 'alone'}: "
               f"p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+
+
+def _get(q):
+    import queue
+    try:
+        return q.get(timeout=1)
+    except queue.Empty:
+        return None
 
 
 def main() -> None:
@@ -192,6 +230,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--data", default="../shared/data/cache/banking77")
+    ap.add_argument("--nice", type=int, default=10, help="other: the embedding thread's nice increment")
     args = ap.parse_args()
     args.prefix = f"hw-bench-sem-{uuid.uuid4().hex[:8]}"
     {"tickets": bench_tickets, "mix": bench_mix, "other": bench_other}[args.what](args)

@@ -218,3 +218,14 @@ def test_a_snapshot_written_before_pending_entries_existed_still_loads(tmp_path)
         await be.close()
         assert MemoryBackend(10, path).buckets["B"].pending == {"p": "a pending text"}
     asyncio.run(go())
+
+
+def test_an_expired_pending_entry_is_never_embedded():
+    async def go():
+        emb = FakeEmbedder(SIMILAR)
+        cache = cache_with(emb, ttl=0.05)
+        await ask(cache, req("reset my password"))
+        await asyncio.sleep(0.08)
+        assert (await ask(cache, req("how to reset my password"))).status == "miss"
+        assert emb.calls == []  # the bucket held only an expired entry: nothing to compare with
+    asyncio.run(go())

@@ -5,6 +5,8 @@ Contract (all async, may raise; the cache service turns errors into misses):
     lookup(key, bucket) -> (Entry | None, Bucket | None)   the exact lookup and, when it misses, the bucket
                                                     (its current copy) — None when the bucket is empty or
                                                     absent, so the caller embeds nothing; one round trip
+    pending(bucket, b, limit) -> [(key, text)]      up to `limit` of b's pending entries still live (the
+                                                    expired ones leave b, so they are never embedded)
     fill(bucket, b, vectors)                        vectors computed for b's pending entries (key -> vec)
     best(bucket, b, vec, threshold) -> (Entry, sim) | None   the best live entry of that copy ≥ threshold
     search(bucket, vec, threshold) -> (Entry, sim) | None   the same, fetching the bucket first
@@ -102,6 +104,15 @@ class MemoryBackend:
         if entry is not None or bucket is None:
             return entry, None
         return None, self.buckets.get(bucket)  # only non-empty buckets are kept (_drop)
+
+    async def pending(self, bucket: str, b: Bucket, limit: int) -> list[tuple[str, str]]:
+        now, out = time.monotonic(), []
+        for key in list(b.pending):
+            if self.entries[key][1] <= now:
+                self._drop(key)
+            elif len(out) < limit:
+                out.append((key, b.pending[key]))
+        return out
 
     async def fill(self, bucket: str, b: Bucket, vectors: dict[str, np.ndarray]) -> None:
         vectors = {k: v for k, v in vectors.items() if k in b.pending}  # not dropped meanwhile

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -44,25 +45,27 @@ TEXT = "t:"  # hash field prefix of a pending entry's text
 # One round trip and one command to parse per store (a pipeline of ten cost ~0.5 ms of client CPU).
 # KEYS: entry, lru, owner, bucket hash, version; ARGV: entry, ttl ms, now, exact key, bucket ("": exact
 # only), hash field (the key: a vector; "t:" + key: a pending text), its value, new version. The bucket
-# hash and version expire with their newest entry. Returns the LRU's size.
+# hash and version expire with their newest entry. Returns the LRU's size and the version replaced.
 PUT = """
+local old = false
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
   redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
-  redis.call('SET', KEYS[5], ARGV[8], 'KEEPTTL')
+  old = redis.call('SET', KEYS[5], ARGV[8], 'KEEPTTL', 'GET')
   for i = 4, 5 do
     redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT')
     redis.call('PEXPIRE', KEYS[i], ARGV[2], 'NX')
   end
 end
-return redis.call('ZCARD', KEYS[2])
+return {redis.call('ZCARD', KEYS[2]), old}
 """
 
 # KEYS: bucket hash, version; ARGV: new version, then (exact key, vector bytes or "") pairs. A vector is
 # written only while its text field is still there: an entry evicted or expired meanwhile (field gone,
-# or the whole hash) gets no orphan vector, and no hash is re-created without its expiry.
+# or the whole hash) gets no orphan vector, and no hash is re-created without its expiry. Returns the
+# version replaced (nil: nothing written).
 FILL = """
 local changed = 0
 for i = 2, #ARGV, 2 do
@@ -71,8 +74,8 @@ for i = 2, #ARGV, 2 do
     if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
   end
 end
-if changed == 1 then redis.call('SET', KEYS[2], ARGV[1], 'XX', 'KEEPTTL') end
-return changed
+if changed == 1 then return redis.call('SET', KEYS[2], ARGV[1], 'XX', 'KEEPTTL', 'GET') end
+return false
 """
 
 
@@ -84,6 +87,8 @@ class RedisBackend:
         self.max_entries = max_entries
         self.local: dict[str, tuple[bytes | None, Bucket]] = {}  # bucket -> (version seen, vectors)
         self._fill = self.redis.register_script(FILL)
+        self._steps: dict[str, dict[bytes, tuple[bytes, Any]]] = {}  # bucket -> own writes (_advance)
+        self._past: dict[str, set[bytes]] = {}  # bucket -> versions its copy has moved past (_advance)
         self._put = self.redis.register_script(PUT)
 
     async def get(self, key: str) -> Entry | None:
@@ -109,9 +114,11 @@ class RedisBackend:
         """This replica's copy of the bucket at `version` (None: the bucket is gone or was never written)."""
         if version is None:
             self.local.pop(bucket, None)
+            self._steps.pop(bucket, None)
+            self._past.pop(bucket, None)
             return None
         seen = self.local.get(bucket)
-        if seen is not None and seen[0] == version:
+        if seen is not None and (seen[0] == version or version in self._past.get(bucket, ())):
             return seen[1] or None
         b = seen[1] if seen is not None else Bucket(self.ann)
         bk = f"{self.p}:b:{bucket}"
@@ -130,6 +137,23 @@ class RedisBackend:
         self.local[bucket] = (version, b)
         return b or None
 
+    async def pending(self, bucket: str, b: Bucket, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` pending entries whose entry still exists (one round trip); the others leave this
+        copy and the bucket's hash (entries expire without a version change)."""
+        keys = list(b.pending)[:limit]
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for k in keys:
+            pipe.exists(f"{self.p}:e:{k}")
+        live = await pipe.execute()
+        gone = [k for k, n in zip(keys, live) if not n]
+        if gone:
+            for k in gone:
+                b.remove(k)
+            await self.redis.hdel(f"{self.p}:b:{bucket}", *[TEXT + k for k in gone])
+        return [(k, b.pending[k]) for k, n in zip(keys, live) if n and k in b.pending]
+
     async def fill(self, bucket: str, b: Bucket, vectors: dict[str, np.ndarray]) -> None:
         """Write the vectors computed here back for every replica (a zero row: the entry leaves the
         bucket). The new version makes the others (and this one) re-sync: HKEYS, then only new fields."""
@@ -140,7 +164,33 @@ class RedisBackend:
         args: list[bytes | str] = [os.urandom(8).hex()]
         for k, v in vectors.items():
             args += [k, np.asarray(v, dtype=np.float32).tobytes() if v.any() else b""]
-        await self._fill(keys=[f"{self.p}:b:{bucket}", f"{self.p}:v:{bucket}"], args=args)
+        old = await self._fill(keys=[f"{self.p}:b:{bucket}", f"{self.p}:v:{bucket}"], args=args)
+        self._advance(bucket, old, args[0], None)
+
+    def _advance(self, bucket: str, old: bytes | None, new: str, change) -> None:
+        """This replica's own write took the bucket from version `old` to `new`. A copy at `old` plus the
+        change is the bucket at `new`, so the next lookup needs no re-sync. Writes of this replica finish
+        in any order (several connections), so each is kept as a step old -> new (tokens are unique) and
+        the copy follows the steps it can; another replica's write breaks the chain, and the next lookup
+        re-syncs as usual. The versions the copy has moved past are kept too: a lookup that read one of
+        them (sent before this replica's write finished) is answered from the newer copy."""
+        seen = self.local.get(bucket)
+        if old is None or seen is None:
+            return
+        steps = self._steps.setdefault(bucket, {})
+        if len(steps) >= 64:  # steps another replica's write made unreachable
+            steps.clear()
+        steps[old] = (new.encode(), change)
+        version, copy = seen
+        past = self._past.setdefault(bucket, set())
+        while version in steps:
+            past.add(version)
+            version, step = steps.pop(version)
+            if step is not None:
+                step(copy)
+        if len(past) > 64:
+            past.clear()
+        self.local[bucket] = (version, copy)
 
     async def best(self, bucket: str, b: Bucket, vec: np.ndarray, threshold: float) -> tuple[Entry, float] | None:
         for key, sim in b.candidates(vec, threshold):
@@ -164,10 +214,14 @@ class RedisBackend:
             field, value = key, np.asarray(vec, dtype=np.float32).tobytes()
         elif bucket is not None and text is not None:
             field, value = TEXT + key, text
-        b = bucket if field else ""
-        size = await self._put(keys=[f"{self.p}:e:{key}", f"{self.p}:lru", f"{self.p}:owner", f"{self.p}:b:{b}",
-                                     f"{self.p}:v:{b}"],
-                               args=[entry.dumps(), ms, time.time(), key, b, field, value, os.urandom(8).hex()])
+        b, version = bucket if field else "", os.urandom(8).hex()
+        size, old = await self._put(keys=[f"{self.p}:e:{key}", f"{self.p}:lru", f"{self.p}:owner",
+                                          f"{self.p}:b:{b}", f"{self.p}:v:{b}"],
+                                    args=[entry.dumps(), ms, time.time(), key, b, field, value, version])
+        if field:
+            vec32 = None if vec is None else np.asarray(vec, dtype=np.float32)
+            self._advance(bucket, old, version, lambda copy: copy.add(key, vec32) if vec32 is not None
+                          else copy.pending.__setitem__(key, text))
         if size > self.max_entries:
             await self._evict(size - self.max_entries)
 

@@ -104,7 +104,9 @@ class ResponseCache:
         """Embed the query (and up to LAZY_MAX of the bucket's pending entries) and search the bucket;
         the handle keeps the vector so a miss is stored with it. A query too long for the embedder to
         read whole (a zero row) is cached exactly only."""
-        pending = list(bucket.pending.items())[:LAZY_MAX]
+        pending = await self.backend.pending(handle.bucket, bucket, LAZY_MAX)
+        if not pending and not bucket.vectors:
+            return None  # what the bucket held has expired
         vecs = await self._vectors([handle.text, *(t for _, t in pending)])
         if pending:
             await self.backend.fill(handle.bucket, bucket, {k: v for (k, _), v in zip(pending, vecs[1:])})
