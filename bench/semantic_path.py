@@ -3,7 +3,7 @@ process CPU per request (event loop and embedder thread together), hits and miss
 
     python bench/semantic_path.py tickets [--backend memory|redis] [--n 2000] [--concurrency 16]
     python bench/semantic_path.py mix [--backend memory|redis] [--n 3000] [--data ../shared/data/cache/banking77]
-    python bench/semantic_path.py other [--n 3000] [--nice 10]   # a model without the semantic cache, beside semantic traffic
+    python bench/semantic_path.py other [--n 3000] [--nice 10]   # a model without the semantic cache
 
 tickets: the load test's `--unique` bodies (system prompt, a fixed question ending "Ticket <run>-<i>."): every
 request is a miss, each in its own fingerprint bucket (the numbers of the last turn are part of it).
@@ -211,8 +211,8 @@ def bench_other(args) -> None:
         return statistics.median(lat) * 1e3, lat[int(len(lat) * 0.99)] * 1e3
     for beside in (False, True):
         p50, p99 = asyncio.run(go(beside))
-        print(f"non-semantic model [{args.backend}] {f'beside paraphrase traffic, embedder nice +{args.nice}' if beside else 'alone'}: "
-              f"p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+        where = f"beside paraphrase traffic, embedder nice +{args.nice}" if beside else "alone"
+        print(f"non-semantic model [{args.backend}] {where}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
 
 
 def _get(q):

@@ -39,7 +39,8 @@ import orjson
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
 EMBED_NICE = 10  # the inference thread's nice increment: CFS weight 110 against the event loop's 1024
 MAX_BATCH = 32  # texts per onnxruntime run: a bigger batch only delays its first caller
-MEMO = 4096  # remembered texts (≈ 1.6 KB each)
+MEMO = 4096  # remembered texts (≈ 1.6 KB each, plus the text)
+MEMO_CHARS = 2048  # longer texts (answers compared by shadows and evals) are not remembered
 log = logging.getLogger("hedgeway.embedders")
 
 
@@ -111,7 +112,7 @@ class MiniLM:
             fresh = {t: (vecs[i], bool(long[i])) for i, t in enumerate(todo)}
             got.update(fresh)
             with self._memo_lock:
-                self._memo.update(fresh)
+                self._memo.update((t, r) for t, r in fresh.items() if len(t) <= MEMO_CHARS)
                 while len(self._memo) > MEMO:
                     self._memo.popitem(last=False)
         return [got[t] for t in texts]

@@ -19,14 +19,17 @@ doing so at once both write the same vector. Hash fields starting "t:" never cla
 
 Search: the Redis 7.0 server here has no vector search (that needs Redis Stack / 8.x query engine), so
 each replica keeps a per-replica copy of the buckets it has searched (a `Bucket`) and syncs it from
-Redis: a semantic lookup reads the bucket's version (in the MGET above); when another writer changed it, the replica reads the bucket's keys (HKEYS) and fetches only the vectors it lacks, dropping
-the ones gone (at 100k entries: 0.41 s instead of 1.39 s to re-read every vector; bench/cache_bench.py
-redis-sync). Lookups on a quiet bucket cost one GET; a write from any replica is visible to every other
-on its next lookup. A large copy gets its HNSW index (`cache.ann`) built on a worker thread and searches
-exactly until then: at 100k entries a replica's first lookup loads the vectors in 1.6 s and the index is
-ready about a minute later (on the request path, building it took 29 s). Expired entries leave their
-vectors behind until a lookup finds the entry gone (then the vector is removed) or the bucket hash,
-whose expiry is pushed to the newest entry's TTL, expires.
+Redis: a semantic lookup reads the bucket's version (in the MGET above); when another writer changed
+it, the replica reads the bucket's keys (HKEYS) and fetches only the vectors it lacks, dropping the ones
+gone (at 100k entries: 0.41 s instead of 1.39 s to re-read every vector; bench/cache_bench.py
+redis-sync). A replica's own stores and write-backs move its copy forward without that re-read (the
+scripts return the version they replaced: `_advance`). Lookups on a quiet bucket cost one MGET; a write
+from any replica is visible to every other on its next lookup. A large copy gets its HNSW index
+(`cache.ann`) built on a worker thread and searches exactly until then: at 100k entries a replica's
+first lookup loads the vectors in 1.6 s and the index is ready about a minute later (on the request
+path, building it took 29 s). Expired entries leave their vectors behind until a lookup finds the entry
+gone (then the vector is removed) or the bucket hash, whose expiry is pushed to the newest entry's TTL,
+expires; a pending text is checked before it is embedded (`pending`).
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ class ResponseCache:
         pending = await self.backend.pending(handle.bucket, bucket, LAZY_MAX)
         if not pending and not bucket.vectors:
             return None  # what the bucket held has expired
-        vecs = await self._vectors([handle.text, *(t for _, t in pending)])
+        vecs = await self._vectors(handle.text, [t for _, t in pending])
         if pending:
             await self.backend.fill(handle.bucket, bucket, {k: v for (k, _), v in zip(pending, vecs[1:])})
         vec = vecs[0]
@@ -121,15 +121,16 @@ class ResponseCache:
         entry, sim = found
         return CacheHit(restamp(entry.body), "semantic", sim, entry.usage, entry.cost)
 
-    async def _vectors(self, texts: list[str]) -> list[np.ndarray]:
-        """whole_only vectors of `texts`: the embedder's remembered ones, the others in one embed call."""
+    async def _vectors(self, query: str, pending: list[str]) -> list[np.ndarray]:
+        """whole_only vectors of the query and the pending texts, in one embed call: pending texts the
+        embedder remembers (`recall`: e.g. the router embedded that request) are not asked for. The query
+        always is: `embed` is the one place an embedding is counted and remembered (MiniLM answers a
+        remembered text without running the model)."""
         recall = getattr(self.embedder, "recall", None)
-        known = recall(texts, whole_only=True) if recall is not None else [None] * len(texts)
-        todo = [t for t, v in zip(texts, known) if v is None]
-        if todo:
-            fresh = iter(await self.embedder.embed(todo, whole_only=True))
-            known = [next(fresh) if v is None else v for v in known]
-        return known
+        known = [None, *(recall(pending, whole_only=True) if recall is not None else [None] * len(pending))]
+        texts = [query, *pending]
+        fresh = iter(await self.embedder.embed([t for t, v in zip(texts, known) if v is None], whole_only=True))
+        return [next(fresh) if v is None else v for v in known]
 
     def replay(self, hit: CacheHit, req: ChatRequest) -> AsyncIterator[bytes]:
         return replay(hit.body, req.include_usage)
