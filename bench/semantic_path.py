@@ -3,7 +3,7 @@ process CPU per request (event loop and embedder thread together), hits and miss
 
     python bench/semantic_path.py tickets [--backend memory|redis] [--n 2000] [--concurrency 16]
     python bench/semantic_path.py mix [--backend memory|redis] [--n 3000] [--data ../shared/data/cache/banking77]
-    python bench/semantic_path.py other [--n 3000] [--nice 10]   # a model without the semantic cache
+    python bench/semantic_path.py other [--n 3000] [--nice-only --nice 10]   # a model without the semantic cache
 
 tickets: the load test's `--unique` bodies (system prompt, a fixed question ending "Ticket <run>-<i>."): every
 request is a miss, each in its own fingerprint bucket (the numbers of the last turn are part of it).
@@ -11,7 +11,8 @@ mix: Banking77 train and test questions drawn at random (seed 0), so the same qu
 wordings; a miss is stored like the gateway does. Prints the share of semantic hits whose entry has the
 query's intent. other: a client process sends `--n` requests (one in flight, over TCP) for a model whose
 semantic cache is off, alone and while Banking77 questions (each one embedded) go to a semantic model in
-the same process: the first's round-trip p50/p99, with the embedding thread at nice +`--nice`.
+the same process: the first's round-trip p50/p99, with the embedding thread under SCHED_IDLE (the
+default) or, with --nice-only, at nice +`--nice`.
 Redis: 127.0.0.1:6379, own key prefix, deleted after. Pin to one core (taskset -c 1) to see a one-core
 gateway; quote medians of a few runs.
 """
@@ -170,8 +171,11 @@ def bench_other(args) -> None:
     embedded: a non-empty bucket) runs beside it. --nice sets the embedding thread's nice increment."""
     import multiprocessing as mp
 
-    import hedgeway.embedders as embedders
-    embedders.EMBED_NICE = args.nice
+    try:
+        import hedgeway.cache.embed_worker as embed_worker
+        embed_worker.EMBED_NICE, embed_worker.EMBED_IDLE = args.nice, not args.nice_only
+    except ImportError:  # a tree from before the worker (a before/after sitting): normal priority
+        args.nice_only, args.nice = True, 0
     rows = []
     with open(os.path.join(args.data, "train.csv"), newline="") as f:
         rows = [r["text"] for r in csv.DictReader(f)]
@@ -211,7 +215,8 @@ def bench_other(args) -> None:
         return statistics.median(lat) * 1e3, lat[int(len(lat) * 0.99)] * 1e3
     for beside in (False, True):
         p50, p99 = asyncio.run(go(beside))
-        where = f"beside paraphrase traffic, embedder nice +{args.nice}" if beside else "alone"
+        prio = f"nice +{args.nice}" if args.nice_only else "SCHED_IDLE"
+        where = f"beside paraphrase traffic, embedder {prio}" if beside else "alone"
         print(f"non-semantic model [{args.backend}] {where}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
 
 
@@ -230,7 +235,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--data", default="../shared/data/cache/banking77")
-    ap.add_argument("--nice", type=int, default=10, help="other: the embedding thread's nice increment")
+    ap.add_argument("--nice", type=int, default=10, help="other: the embedding thread's nice increment when boosted")
+    ap.add_argument("--nice-only", action="store_true", help="other: nice +N throughout instead of SCHED_IDLE")
     args = ap.parse_args()
     args.prefix = f"hw-bench-sem-{uuid.uuid4().hex[:8]}"
     {"tickets": bench_tickets, "mix": bench_mix, "other": bench_other}[args.what](args)

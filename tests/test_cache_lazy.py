@@ -17,7 +17,7 @@ from hedgeway.cache import service as service_mod
 from hedgeway.cache.backends import MemoryBackend
 from hedgeway.cache.config import CacheIn
 from hedgeway.cache.service import ResponseCache
-from hedgeway.embedders import EMBED_NICE, Worker
+from hedgeway.cache.embed_worker import EMBED_NICE, Worker
 from hedgeway.types import ChatRequest, Principal, Usage
 
 P = Principal("k1", team="t")
@@ -155,7 +155,7 @@ def test_pending_entries_survive_a_snapshot_restart(tmp_path):
     asyncio.run(go())
 
 
-def test_worker_coalesces_waiting_texts_into_one_batch_on_a_lower_priority_thread():
+def test_worker_coalesces_waiting_texts_into_one_batch():
     gate, batches = threading.Event(), []
 
     def embed_many(texts):
@@ -168,13 +168,33 @@ def test_worker_coalesces_waiting_texts_into_one_batch_on_a_lower_priority_threa
     while not batches:  # the worker is busy with the first batch …
         threading.Event().wait(0.001)
     later = [w.embed(["bb", "ccc"]), w.embed(["dddd"])]  # … so these wait, and run together
-    nice = w.call(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
     gate.set()
     assert first.result(5)[0][0][0] == 1
     assert [v[0] for v, _ in later[0].result(5)] == [2, 3] and later[1].result(5)[0][0][0] == 4
     assert batches == [["a"], ["bb", "ccc", "dddd"]]
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
+def test_worker_runs_at_idle_priority_and_a_starved_caller_boosts_it_until_its_queue_is_empty():
+    def policy():
+        tid = threading.get_native_id()
+        return os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)
+
+    gate = threading.Event()
+    w = Worker(lambda texts: [])
+    assert w.call(policy).result(5)[0] == os.SCHED_IDLE
+    blocked = w.call(gate.wait, 5)
+    w.boost()  # a caller starved while the worker is busy …
+    boosted = w.call(policy)
+    gate.set()
+    blocked.result(5)
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    assert nice.result(5) == min(base + EMBED_NICE, 19)
+    assert boosted.result(5) == (os.SCHED_OTHER, min(base + EMBED_NICE, 19))  # … what is queued runs boosted
+    for _ in range(5000):  # the worker finds its queue empty and goes back to idle
+        if not w._boosted:
+            break
+        threading.Event().wait(0.001)
+    assert w.call(policy).result(5)[0] == os.SCHED_IDLE
 
 
 def test_minilm_remembers_what_it_embedded():

