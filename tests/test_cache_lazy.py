@@ -155,7 +155,7 @@ def test_pending_entries_survive_a_snapshot_restart(tmp_path):
     asyncio.run(go())
 
 
-def test_worker_coalesces_waiting_texts_into_one_batch():
+def test_worker_coalesces_waiting_texts_of_similar_length_into_one_batch():
     gate, batches = threading.Event(), []
 
     def embed_many(texts):
@@ -168,10 +168,12 @@ def test_worker_coalesces_waiting_texts_into_one_batch():
     while not batches:  # the worker is busy with the first batch …
         threading.Event().wait(0.001)
     later = [w.embed(["bb", "ccc"]), w.embed(["dddd"])]  # … so these wait, and run together
+    long = w.embed(["e" * 200])  # but not with a much longer text: the batch would be padded to it
     gate.set()
     assert first.result(5)[0][0][0] == 1
     assert [v[0] for v, _ in later[0].result(5)] == [2, 3] and later[1].result(5)[0][0][0] == 4
-    assert batches == [["a"], ["bb", "ccc", "dddd"]]
+    assert long.result(5)[0][0][0] == 200
+    assert batches == [["a"], ["bb", "ccc", "dddd"], ["e" * 200]]
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
