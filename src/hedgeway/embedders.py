@@ -115,12 +115,7 @@ class MiniLM:
     async def embed(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        job = asyncio.wrap_future(self._worker.embed(texts))
-        try:
-            rows = await asyncio.wait_for(asyncio.shield(job), STARVED)
-        except asyncio.TimeoutError:  # the event loop keeps the core busy: let the worker have its share
-            self._worker.boost()
-            rows = await job
+        rows = await self._wait(self._worker.embed(texts))
         vecs = np.stack([v for v, _ in rows])
         if whole_only:
             vecs[[long for _, long in rows]] = 0.0
@@ -139,7 +134,17 @@ class MiniLM:
 
     async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) on the model's one inference thread, so the event loop never waits on the model."""
-        return await asyncio.wrap_future(self._worker.call(fn, *args))
+        return await self._wait(self._worker.call(fn, *args))
+
+    async def _wait(self, future: Any) -> Any:
+        """The worker's result; after STARVED seconds the worker is boosted (the core is busy: the event
+        loop, or other processes, leave an idle-priority thread no time)."""
+        job = asyncio.wrap_future(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), STARVED)
+        except asyncio.TimeoutError:
+            self._worker.boost()
+            return await job
 
     def token_states(self, ids: list[int]) -> np.ndarray:
         """The last layer's hidden state of each token of one encoded text (len(ids), 384), unnormalised."""
