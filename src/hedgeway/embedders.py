@@ -12,10 +12,11 @@ space: vectors from different embedders are never compared (it is part of every 
   model). Nothing is downloaded at run time. Needs the `semantic` extra (onnxruntime, tokenizers).
   Runs on one worker thread (hedgeway.cache.embed_worker) so the event loop never blocks on inference;
   that thread runs at idle OS priority, so on a shared core the event loop serving everything else wins
-  it (raised to normal priority while a caller has waited STARVED seconds). Concurrent `embed` calls are
-  coalesced: texts arriving while a batch runs go into the next one (one onnxruntime run, padded to its
-  longest text), and a text already queued is computed once. The last MEMO texts' vectors are remembered (`recall`), so a text embedded for
-  one purpose (routing, a cache lookup) is not embedded again for another.
+  it (raised to normal priority while a caller has waited STARVED seconds). Concurrent `embed` calls of
+  similar length are coalesced: texts arriving while a batch runs go into the next one (one onnxruntime
+  run, padded to its longest text), and a text already computed is not run again. The last MEMO texts'
+  vectors are remembered (`recall`), so a text embedded for one purpose (routing, a cache lookup) is
+  not embedded again for another. `embed_sync` runs in the caller's thread, outside all of that.
 * `openai`: an OpenAI-compatible /v1/embeddings deployment from the config (`cache.embedding_model`),
   called through the gateway's own provider for that deployment.
 """
