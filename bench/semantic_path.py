@@ -3,6 +3,7 @@ process CPU per request (event loop and embedder thread together), hits and miss
 
     python bench/semantic_path.py tickets [--backend memory|redis] [--n 2000] [--concurrency 16]
     python bench/semantic_path.py mix [--backend memory|redis] [--n 3000] [--data ../shared/data/cache/banking77]
+    python bench/semantic_path.py mix --backend redis --replicas 2     # two replicas sharing the buckets
     python bench/semantic_path.py other [--n 3000] [--nice-only --nice 10]   # a model without the semantic cache
 
 tickets: the load test's `--unique` bodies (system prompt, a fixed question ending "Ticket <run>-<i>."): every
@@ -84,13 +85,15 @@ def section(args, **kw) -> CacheIn:
     return CacheIn(enabled=True, backend=args.backend, prefix=args.prefix, max_entries=max(args.n * 2, 10_000), **kw)
 
 
-async def drive(cache: ResponseCache, reqs: list[tuple[ChatRequest, str]], concurrency: int) -> dict:
-    """Each request: lookup, and store on a miss. Returns counts and the matched tags of semantic hits."""
+async def drive(cache, reqs: list[tuple[ChatRequest, str]], concurrency: int) -> dict:
+    """Each request: lookup, and store on a miss. Returns counts and the matched tags of semantic hits.
+    `cache` may be a list (replicas sharing Redis): the concurrent workers take turns over them."""
+    caches = cache if isinstance(cache, list) else [cache]
     counts = {"hit-exact": 0, "hit-semantic": 0, "miss": 0, "bypass": 0}
     pairs: list[tuple[str, str]] = []  # (query tag, matched entry's tag) of semantic hits
     it = iter(reqs)
 
-    async def worker():
+    async def worker(cache):
         for req, tag in it:
             lk = await cache.lookup(PRINCIPAL, req)
             counts[lk.status] += 1
@@ -100,28 +103,33 @@ async def drive(cache: ResponseCache, reqs: list[tuple[ChatRequest, str]], concu
             elif lk.status == "hit-semantic":
                 pairs.append((tag, orjson.loads(lk.hit.body)["choices"][0]["message"]["content"]))
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    await cache.drain()
+    await asyncio.gather(*(worker(caches[i % len(caches)]) for i in range(concurrency)))
+    for c in caches:
+        await c.drain()
     return {"counts": counts, "pairs": pairs}
 
 
 def measure(args, reqs, label, **kw) -> dict:
     async def go():
         cache, emb = make_cache(args, section(args, **kw))
+        replicas = [cache] + [ResponseCache(cache.cfg, BACKENDS[args.backend](cache.cfg), emb)
+                              for _ in range(args.replicas - 1)]
         await drive(cache, [(ticket("warm", "w", i), "w") for i in range(8)], 1)  # load the model, warm up
         emb.texts = emb.calls = 0
         computed = getattr(emb.inner, "computed", 0)
         t, c = time.perf_counter(), time.process_time()
-        out = await drive(cache, reqs, args.concurrency)
+        out = await drive(replicas, reqs, args.concurrency)
         out["wall"], out["cpu"] = time.perf_counter() - t, time.process_time() - c
         out["texts"], out["calls"] = emb.texts, emb.calls
         out["computed"] = getattr(emb.inner, "computed", 0) - computed
         if hasattr(cache.backend, "clear"):
             await cache.backend.clear()
-        await cache.close()
+        for r in replicas:
+            await r.close()
         return out
     out = asyncio.run(go())
     n = len(reqs)
+    label += f" x{args.replicas} replicas" if args.replicas > 1 else ""
     print(f"{label} [{args.backend}, c={args.concurrency}]: {n} requests, CPU {out['cpu'] * 1e3 / n:.3f} ms/req, "
           f"wall {out['wall'] * 1e3 / n:.3f} ms/req; {out['counts']}; embedded {out['texts']} texts "
           f"in {out['calls']} calls ({out['computed']} run through the model)")
@@ -234,6 +242,9 @@ def main() -> None:
     ap.add_argument("--backend", choices=["memory", "redis"], default="memory")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--replicas", type=int, default=1,
+                    help="tickets/mix: this many caches on one backend config (redis: replicas; one process, "
+                         "one embedder)")
     ap.add_argument("--data", default="../shared/data/cache/banking77")
     ap.add_argument("--nice", type=int, default=10, help="other: the embedding thread's nice increment when boosted")
     ap.add_argument("--nice-only", action="store_true", help="other: nice +N throughout instead of SCHED_IDLE")
