@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+import numpy as np
 import openai
 import pytest
 from conftest import MASTER, gateway_config, records
@@ -189,13 +190,19 @@ def test_openai_embedder_calls_the_configured_embeddings_deployment(upstream, le
         c = sdk(g)
         before = upstream.calls["ok-embed"]
         assert ask(c, "emb-1: first question", temperature=0)[0] == "miss"
+        assert upstream.calls["ok-embed"] == before  # an empty bucket: nothing to compare with, nothing embedded
         settle()
-        # the fake embeds every text as the same vector: any question in the same context is a neighbour
+        # one call embeds the query and the entry stored without a vector; the fake gives input i the
+        # vector (0.1·(i+1), 0.2, 0.3), so any question in the same context is a neighbour (cosine 0.972)
+        a, b = np.array([0.1, 0.2, 0.3]), np.array([0.2, 0.2, 0.3])
+        cos = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
         status, headers, body = ask(c, "emb-1: an unrelated question", temperature=0)
-        assert status == "hit-semantic" and float(headers["x-hedgeway-cache-similarity"]) == pytest.approx(1.0)
+        assert status == "hit-semantic" and float(headers["x-hedgeway-cache-similarity"]) == pytest.approx(cos, abs=1e-4)
         assert body.choices[0].message.content == "echo: emb-1: first question"
-        assert upstream.calls["ok-embed"] - before == 2
-        assert upstream.requests[-1]["input"] == ["emb-1: an unrelated question"]
+        assert upstream.calls["ok-embed"] - before == 1
+        assert upstream.requests[-1]["input"] == ["emb-1: an unrelated question", "emb-1: first question"]
+        assert ask(c, "emb-1: a third one", temperature=0)[0] == "hit-semantic"
+        assert upstream.requests[-1]["input"] == ["emb-1: a third one"]  # the first entry's vector is kept
 
 
 def test_unknown_embedder_is_a_config_error_naming_the_field(upstream, ledger_url):

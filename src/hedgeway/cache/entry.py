@@ -74,6 +74,10 @@ class Bucket:
     of f32, the same recall, bench/cache_bench.py search); its candidates are re-scored against the exact
     f32 vectors, so the threshold sees the same similarity exact search would.
 
+    `pending` holds the entries stored without a vector (key -> the semantic text): a miss in an empty
+    bucket is stored before anyone has embedded it, and its vector is computed when a later lookup
+    searches this bucket (`fill`). A bucket with neither vectors nor pending texts is empty.
+
     The index is first built on a worker thread from a snapshot (4,096 vectors take 0.4 s, 100k about a
     minute on one core: too long to stall the event loop), with exact search meanwhile; the next call
     after the build adopts it and adds or removes what changed since the snapshot (after a bulk load, it
@@ -81,11 +85,12 @@ class Bucket:
     loaded before onnxruntime 1.32 makes onnxruntime's import segfault (measured), so it is imported
     here, after onnxruntime."""
 
-    __slots__ = ("_ann", "_building", "_ids", "_keys", "_matrix", "_names", "_next", "ann", "vectors")
+    __slots__ = ("_ann", "_building", "_ids", "_keys", "_matrix", "_names", "_next", "ann", "pending", "vectors")
 
     def __init__(self, ann: bool = False):
         self.ann = ann
         self.vectors: dict[str, np.ndarray] = {}
+        self.pending: dict[str, str] = {}
         self._keys: list[str] = []
         self._matrix: np.ndarray | None = None
         self._ann = None
@@ -99,6 +104,8 @@ class Bucket:
 
     def add_many(self, items: dict[str, np.ndarray]) -> None:
         """Add or replace vectors (a replica loading a bucket adds them in one call)."""
+        if not items:
+            return
         self._adopt()
         for key in items.keys() & self.vectors.keys():
             self.remove(key)
@@ -109,7 +116,18 @@ class Bucket:
         elif self.ann and self._building is None and len(self.vectors) >= ANN_MIN:
             self._start_build()
 
+    def __bool__(self) -> bool:
+        return bool(self.vectors) or bool(self.pending)
+
+    def fill(self, vectors: dict[str, np.ndarray]) -> None:
+        """Vectors computed for pending entries; a zero row (a text longer than the embedder reads) leaves
+        the bucket: that entry is cached exactly only, as if it had been embedded when stored."""
+        for key in vectors:
+            self.pending.pop(key, None)
+        self.add_many({k: v for k, v in vectors.items() if v.any()})
+
     def remove(self, key: str) -> None:
+        self.pending.pop(key, None)
         self._adopt()
         if self.vectors.pop(key, None) is not None:
             self._matrix = None

@@ -2,34 +2,84 @@
 
 Keys (all under `prefix`):
     {p}:e:{key}       the entry (JSON), with a Redis expiry = the entry's TTL
-    {p}:b:{bucket}    hash: exact key -> float32 vector bytes (the bucket's vectors)
+    {p}:b:{bucket}    hash: exact key -> float32 vector bytes (the bucket's vectors), and "t:" + exact key ->
+                      the semantic text of an entry stored without a vector (a pending entry)
     {p}:v:{bucket}    the bucket's version: a fresh random token on every write to it (a counter could
                       restart at a value a replica has already seen once the key expired)
     {p}:lru           sorted set: exact key scored by last use (the size bound's eviction order)
     {p}:owner         hash: exact key -> its bucket (so eviction can remove the vector too)
 
+Lookup: one MGET reads the entry and the bucket's version together; no version means an empty bucket:
+a miss there embeds nothing. Pending entries: a miss in an empty bucket is stored with its text instead
+of a vector (nobody has embedded it). The first replica whose lookup searches that bucket embeds the
+pending texts along with its query and writes the vectors back (HSET the vector, HDEL the text field,
+new version), so every other replica then reads the vector instead of embedding it again; two replicas
+doing so at once both write the same vector. Hash fields starting "t:" never clash with an exact key
+(hex), and living in the bucket's hash they share its expiry, HKEYS and eviction.
+
 Search: the Redis 7.0 server here has no vector search (that needs Redis Stack / 8.x query engine), so
 each replica keeps a per-replica copy of the buckets it has searched (a `Bucket`) and syncs it from
-Redis: a semantic lookup first reads the bucket's version (one small round trip); when another writer
-changed it, the replica reads the bucket's keys (HKEYS) and fetches only the vectors it lacks, dropping
-the ones gone (at 100k entries: 0.41 s instead of 1.39 s to re-read every vector; bench/cache_bench.py
-redis-sync). Lookups on a quiet bucket cost one GET; a write from any replica is visible to every other
-on its next lookup. A large copy gets its HNSW index (`cache.ann`) built on a worker thread and searches
-exactly until then: at 100k entries a replica's first lookup loads the vectors in 1.6 s and the index is
-ready about a minute later (on the request path, building it took 29 s). Expired entries leave their
-vectors behind until a lookup finds the entry gone (then the vector is removed) or the bucket hash,
-whose expiry is pushed to the newest entry's TTL, expires.
+Redis: a semantic lookup reads the bucket's version (in the MGET above); when another writer changed
+it, the replica reads the bucket's keys (HKEYS) and fetches only the vectors it lacks, dropping the ones
+gone (at 100k entries: 0.41 s instead of 1.39 s to re-read every vector; bench/cache_bench.py
+redis-sync). A replica's own stores and write-backs move its copy forward without that re-read (the
+scripts return the version they replaced: `_advance`). Lookups on a quiet bucket cost one MGET; a write
+from any replica is visible to every other on its next lookup. A large copy gets its HNSW index
+(`cache.ann`) built on a worker thread and searches exactly until then: at 100k entries a replica's
+first lookup loads the vectors in 1.6 s and the index is ready about a minute later (on the request
+path, building it took 29 s). Expired entries leave their vectors behind until a lookup finds the entry
+gone (then the vector is removed) or the bucket hash, whose expiry is pushed to the newest entry's TTL,
+expires; a pending text is checked before it is embedded (`pending`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
 
 from hedgeway.cache.entry import Bucket, Entry
+
+TEXT = "t:"  # hash field prefix of a pending entry's text
+
+# One round trip and one command to parse per store (a pipeline of ten cost ~0.5 ms of client CPU).
+# KEYS: entry, lru, owner, bucket hash, version; ARGV: entry, ttl ms, now, exact key, bucket ("": exact
+# only), hash field (the key: a vector; "t:" + key: a pending text), its value, new version. The bucket
+# hash and version expire with their newest entry. Returns the LRU's size and the version replaced.
+PUT = """
+local old = false
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+  redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
+  old = redis.call('SET', KEYS[5], ARGV[8], 'KEEPTTL', 'GET')
+  for i = 4, 5 do
+    redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT')
+    redis.call('PEXPIRE', KEYS[i], ARGV[2], 'NX')
+  end
+end
+return {redis.call('ZCARD', KEYS[2]), old}
+"""
+
+# KEYS: bucket hash, version; ARGV: new version, then (exact key, vector bytes or "") pairs. A vector is
+# written only while its text field is still there: an entry evicted or expired meanwhile (field gone,
+# or the whole hash) gets no orphan vector, and no hash is re-created without its expiry. Returns the
+# version replaced (nil: nothing written).
+FILL = """
+local changed = 0
+for i = 2, #ARGV, 2 do
+  if redis.call('HDEL', KEYS[1], 't:' .. ARGV[i]) == 1 then
+    changed = 1
+    if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  end
+end
+if changed == 1 then return redis.call('SET', KEYS[2], ARGV[1], 'XX', 'KEEPTTL', 'GET') end
+return false
+"""
 
 
 class RedisBackend:
@@ -39,6 +89,10 @@ class RedisBackend:
         self.p = prefix
         self.max_entries = max_entries
         self.local: dict[str, tuple[bytes | None, Bucket]] = {}  # bucket -> (version seen, vectors)
+        self._fill = self.redis.register_script(FILL)
+        self._steps: dict[str, dict[bytes, tuple[bytes, Any]]] = {}  # bucket -> own writes (_advance)
+        self._past: dict[str, set[bytes]] = {}  # bucket -> versions its copy has moved past (_advance)
+        self._put = self.redis.register_script(PUT)
 
     async def get(self, key: str) -> Entry | None:
         data = await self.redis.get(f"{self.p}:e:{key}")
@@ -47,51 +101,130 @@ class RedisBackend:
         await self.redis.zadd(f"{self.p}:lru", {key: time.time()}, xx=True)
         return Entry.loads(data)
 
-    async def _bucket(self, bucket: str) -> Bucket:
-        version = await self.redis.get(f"{self.p}:v:{bucket}")
+    async def lookup(self, key: str, bucket: str | None) -> tuple[Entry | None, Bucket | None]:
+        if bucket is None:
+            return await self.get(key), None
+        data, version = await self.redis.mget(f"{self.p}:e:{key}", f"{self.p}:v:{bucket}")
+        if data is not None:
+            await self.redis.zadd(f"{self.p}:lru", {key: time.time()}, xx=True)
+            return Entry.loads(data), None
+        return None, await self._sync(bucket, version)
+
+    async def _bucket(self, bucket: str) -> Bucket | None:
+        return await self._sync(bucket, await self.redis.get(f"{self.p}:v:{bucket}"))
+
+    async def _sync(self, bucket: str, version: bytes | None) -> Bucket | None:
+        """This replica's copy of the bucket at `version` (None: the bucket is gone or was never written)."""
+        if version is None:
+            self.local.pop(bucket, None)
+            self._steps.pop(bucket, None)
+            self._past.pop(bucket, None)
+            return None
         seen = self.local.get(bucket)
-        if seen is not None and seen[0] == version:
-            return seen[1]
+        if seen is not None and (seen[0] == version or version in self._past.get(bucket, ())):
+            return seen[1] or None
         b = seen[1] if seen is not None else Bucket(self.ann)
         bk = f"{self.p}:b:{bucket}"
-        keys = {k.decode() for k in await self.redis.hkeys(bk)}
-        for k in [k for k in b.vectors if k not in keys]:
+        fields = {k.decode() for k in await self.redis.hkeys(bk)}
+        texts = {k[len(TEXT):] for k in fields if k.startswith(TEXT)}
+        keys = fields - {TEXT + k for k in texts}
+        texts -= keys  # a vector written back while its text field was still there
+        for k in [k for k in b.vectors if k not in keys] + [k for k in b.pending if k not in texts]:
             b.remove(k)
         new = [k for k in keys if k not in b.vectors]
-        if new:  # a vector deleted since HKEYS is None: the next version change syncs it
-            b.add_many({k: np.frombuffer(v, dtype=np.float32)
-                        for k, v in zip(new, await self.redis.hmget(bk, new)) if v is not None})
+        new_texts = [k for k in texts if k not in b.pending]
+        if new or new_texts:  # a field deleted since HKEYS is None: the next version change syncs it
+            got = await self.redis.hmget(bk, new + [TEXT + k for k in new_texts])
+            b.add_many({k: np.frombuffer(v, dtype=np.float32) for k, v in zip(new, got) if v is not None})
+            b.pending.update({k: v.decode() for k, v in zip(new_texts, got[len(new):]) if v is not None})
         self.local[bucket] = (version, b)
-        return b
+        return b or None
 
-    async def search(self, bucket: str, vec: np.ndarray, threshold: float) -> tuple[Entry, float] | None:
-        b = await self._bucket(bucket)
+    async def pending(self, bucket: str, b: Bucket, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` pending entries whose entry still exists (one round trip); the others leave this
+        copy and the bucket's hash (entries expire without a version change)."""
+        keys = list(b.pending)[:limit]
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for k in keys:
+            pipe.exists(f"{self.p}:e:{k}")
+        live = await pipe.execute()
+        gone = [k for k, n in zip(keys, live) if not n]
+        if gone:
+            for k in gone:
+                b.remove(k)
+            await self.redis.hdel(f"{self.p}:b:{bucket}", *[TEXT + k for k in gone])
+        return [(k, b.pending[k]) for k, n in zip(keys, live) if n and k in b.pending]
+
+    async def fill(self, bucket: str, b: Bucket, vectors: dict[str, np.ndarray]) -> None:
+        """Write the vectors computed here back for every replica (a zero row: the entry leaves the
+        bucket). The new version makes the others (and this one) re-sync: HKEYS, then only new fields."""
+        vectors = {k: v for k, v in vectors.items() if k in b.pending}
+        if not vectors:
+            return
+        b.fill(vectors)
+        args: list[bytes | str] = [os.urandom(8).hex()]
+        for k, v in vectors.items():
+            args += [k, np.asarray(v, dtype=np.float32).tobytes() if v.any() else b""]
+        old = await self._fill(keys=[f"{self.p}:b:{bucket}", f"{self.p}:v:{bucket}"], args=args)
+        self._advance(bucket, old, args[0], None)
+
+    def _advance(self, bucket: str, old: bytes | None, new: str, change) -> None:
+        """This replica's own write took the bucket from version `old` to `new`. A copy at `old` plus the
+        change is the bucket at `new`, so the next lookup needs no re-sync. Writes of this replica finish
+        in any order (several connections), so each is kept as a step old -> new (tokens are unique) and
+        the copy follows the steps it can; another replica's write breaks the chain, and the next lookup
+        re-syncs as usual. The versions the copy has moved past are kept too: a lookup that read one of
+        them (sent before this replica's write finished) is answered from the newer copy."""
+        seen = self.local.get(bucket)
+        if old is None or seen is None:
+            return
+        steps = self._steps.setdefault(bucket, {})
+        if len(steps) >= 64:  # steps another replica's write made unreachable
+            steps.clear()
+        steps[old] = (new.encode(), change)
+        version, copy = seen
+        past = self._past.setdefault(bucket, set())
+        while version in steps:
+            past.add(version)
+            version, step = steps.pop(version)
+            if step is not None:
+                step(copy)
+        if len(past) > 64:
+            past.clear()
+        self.local[bucket] = (version, copy)
+
+    async def best(self, bucket: str, b: Bucket, vec: np.ndarray, threshold: float) -> tuple[Entry, float] | None:
         for key, sim in b.candidates(vec, threshold):
             data = await self.redis.get(f"{self.p}:e:{key}")
             if data is not None:
                 await self.redis.zadd(f"{self.p}:lru", {key: time.time()}, xx=True)
                 return Entry.loads(data), sim
             b.remove(key)  # expired or evicted: forget its vector everywhere
-            await self.redis.hdel(f"{self.p}:b:{bucket}", key)
+            await self.redis.hdel(f"{self.p}:b:{bucket}", key, TEXT + key)
         return None
 
-    async def put(self, key: str, entry: Entry, ttl: float, bucket: str | None, vec: np.ndarray | None) -> None:
+    async def search(self, bucket: str, vec: np.ndarray, threshold: float) -> tuple[Entry, float] | None:
+        b = await self._bucket(bucket)
+        return None if b is None else await self.best(bucket, b, vec, threshold)
+
+    async def put(self, key: str, entry: Entry, ttl: float, bucket: str | None, vec: np.ndarray | None,
+                  text: str | None = None) -> None:
         ms = max(int(ttl * 1000), 1)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(f"{self.p}:e:{key}", entry.dumps(), px=ms)
-        pipe.zadd(f"{self.p}:lru", {key: time.time()})
+        field = value = ""
         if bucket is not None and vec is not None:
-            bk = f"{self.p}:b:{bucket}"
-            pipe.hset(f"{self.p}:owner", key, bucket)
-            pipe.hset(bk, key, np.asarray(vec, dtype=np.float32).tobytes())
-            pipe.pexpire(bk, ms, gt=True)
-            pipe.pexpire(bk, ms, nx=True)
-            vk = f"{self.p}:v:{bucket}"
-            pipe.set(vk, os.urandom(8).hex(), keepttl=True)
-            pipe.pexpire(vk, ms, gt=True)
-            pipe.pexpire(vk, ms, nx=True)
-        pipe.zcard(f"{self.p}:lru")
-        size = (await pipe.execute())[-1]
+            field, value = key, np.asarray(vec, dtype=np.float32).tobytes()
+        elif bucket is not None and text is not None:
+            field, value = TEXT + key, text
+        b, version = bucket if field else "", os.urandom(8).hex()
+        size, old = await self._put(keys=[f"{self.p}:e:{key}", f"{self.p}:lru", f"{self.p}:owner",
+                                          f"{self.p}:b:{b}", f"{self.p}:v:{b}"],
+                                    args=[entry.dumps(), ms, time.time(), key, b, field, value, version])
+        if field:
+            vec32 = None if vec is None else np.asarray(vec, dtype=np.float32)
+            self._advance(bucket, old, version, lambda copy: copy.add(key, vec32) if vec32 is not None
+                          else copy.pending.__setitem__(key, text))
         if size > self.max_entries:
             await self._evict(size - self.max_entries)
 
@@ -106,8 +239,8 @@ class RedisBackend:
             pipe.delete(f"{self.p}:e:{key}")
             if bucket is not None:
                 bucket = bucket.decode()
-                pipe.hdel(f"{self.p}:b:{bucket}", key)
-                pipe.set(f"{self.p}:v:{bucket}", os.urandom(8).hex(), keepttl=True)
+                pipe.hdel(f"{self.p}:b:{bucket}", key, TEXT + key)
+                pipe.set(f"{self.p}:v:{bucket}", os.urandom(8).hex(), keepttl=True, xx=True)
         await pipe.execute()
 
     async def clear(self) -> None:

@@ -6,6 +6,16 @@ lookup: bypass (caching off for the model, or `no_cache`) → exact key → sema
 request's fingerprint bucket (only when the model allows it, the embedder is on, and the temperature is
 within `max_temperature` unless `semantic_above_max_temperature`). Backend or embedder errors never fail
 a request: they are logged and counted, and the request is a miss. Stores run as background tasks.
+
+Embedding only when there is something to compare with: the exact key and the bucket are looked up
+together (`backend.lookup`, one round trip), and a request whose bucket is empty — every first question
+in its context, every request whose numbers are new — is a miss without any embedding. Such a miss is
+stored with its text, not a vector ("pending"); the first lookup that searches that bucket embeds the
+pending texts in the same batch as its own query (at most LAZY_MAX of them per lookup, oldest first; the
+rest by the lookups after it) and hands the vectors to the backend (for Redis: written back for every
+replica). An entry nobody searches near never costs an embedding. A miss whose query was embedded (a
+non-empty bucket) is stored with its vector, as before. Texts the embedder still remembers (`recall`:
+e.g. the router embedded that request) are not embedded again.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import orjson
 
 from hedgeway.cache import CacheHit, Lookup
 from hedgeway.cache.config import CacheIn, ModelPolicy
-from hedgeway.cache.entry import Entry
+from hedgeway.cache.entry import Bucket, Entry
 from hedgeway.cache.keys import exact_key, semantic_parts, tenant
 from hedgeway.cache.stream import assemble, replay
 from hedgeway.types import ChatRequest, Principal, Usage
@@ -30,6 +40,7 @@ from hedgeway.wire import restamp
 
 log = logging.getLogger("hedgeway.cache")
 _BYPASS = Lookup("bypass")
+LAZY_MAX = 32  # pending texts embedded per lookup: bounds one lookup's work after a burst of first questions
 
 
 @dataclass(slots=True)
@@ -39,6 +50,7 @@ class Handle:
     store: bool
     bucket: str | None = None
     vec: np.ndarray | None = None
+    text: str | None = None  # the semantic text, stored when no vector was computed
 
 
 class ResponseCache:
@@ -71,12 +83,16 @@ class ResponseCache:
         ns = tenant(principal)
         handle = Handle(exact_key(ns, req), ttl, not ctl.get("no_store"))
         try:
-            entry = await self.backend.get(handle.key)
+            # A request with no semantic form is cached exactly only.
+            parts = semantic_parts(ns, req) if self._semantic_ok(pol, req.body) else None
+            if parts is not None:
+                handle.bucket, handle.text = f"{self.embedder.name}:{parts[0]}", parts[1]
+            entry, bucket = await self.backend.lookup(handle.key, handle.bucket)
             if entry is not None:
                 return Lookup("hit-exact", CacheHit(restamp(entry.body), "exact", None, entry.usage, entry.cost),
                               handle)
-            if self._semantic_ok(pol, req.body):
-                hit = await self._semantic(ns, req, pol.threshold, handle)
+            if bucket is not None:
+                hit = await self._semantic(bucket, pol.threshold, handle)
                 if hit is not None:
                     return Lookup("hit-semantic", hit, handle)
         except Exception:  # a cache outage must not become a request failure
@@ -84,22 +100,37 @@ class ResponseCache:
             log.exception("cache lookup failed; serving the request uncached")
         return Lookup("miss", None, handle)
 
-    async def _semantic(self, ns: str, req: ChatRequest, threshold: float, handle: Handle) -> CacheHit | None:
-        """Search the request's fingerprint bucket, and give the handle that bucket and the vector so a
-        miss is stored with them. A request with no semantic form, or too long for the embedder to read
-        whole (a zero row), is cached exactly only."""
-        parts = semantic_parts(ns, req)
-        if parts is None:
-            return None
-        vec = (await self.embedder.embed([parts[1]], whole_only=True))[0]
+    async def _semantic(self, bucket: Bucket, threshold: float, handle: Handle) -> CacheHit | None:
+        """Embed the query (and up to LAZY_MAX of the bucket's pending entries) and search the bucket;
+        the handle keeps the vector so a miss is stored with it. A query too long for the embedder to
+        read whole (a zero row) is cached exactly only."""
+        pending = await self.backend.pending(handle.bucket, bucket, LAZY_MAX)
+        if not pending and not bucket.vectors:
+            return None  # what the bucket held has expired
+        vecs = await self._vectors(handle.text, [t for _, t in pending])
+        if pending:
+            await self.backend.fill(handle.bucket, bucket, {k: v for (k, _), v in zip(pending, vecs[1:])})
+        vec = vecs[0]
         if not vec.any():
+            handle.bucket = handle.text = None
             return None
-        handle.bucket, handle.vec = f"{self.embedder.name}:{parts[0]}", vec
-        found = await self.backend.search(handle.bucket, vec, threshold)
+        handle.vec = vec
+        found = await self.backend.best(handle.bucket, bucket, vec, threshold)
         if found is None:
             return None
         entry, sim = found
         return CacheHit(restamp(entry.body), "semantic", sim, entry.usage, entry.cost)
+
+    async def _vectors(self, query: str, pending: list[str]) -> list[np.ndarray]:
+        """whole_only vectors of the query and the pending texts, in one embed call: pending texts the
+        embedder remembers (`recall`: e.g. the router embedded that request) are not asked for. The query
+        always is: `embed` is the one place an embedding is counted and remembered (MiniLM answers a
+        remembered text without running the model)."""
+        recall = getattr(self.embedder, "recall", None)
+        known = [None, *(recall(pending, whole_only=True) if recall is not None else [None] * len(pending))]
+        texts = [query, *pending]
+        fresh = iter(await self.embedder.embed([t for t, v in zip(texts, known) if v is None], whole_only=True))
+        return [next(fresh) if v is None else v for v in known]
 
     def replay(self, hit: CacheHit, req: ChatRequest) -> AsyncIterator[bytes]:
         return replay(hit.body, req.include_usage)
@@ -113,7 +144,7 @@ class ResponseCache:
         except (orjson.JSONDecodeError, AttributeError):
             ok = False
         if ok:
-            self._spawn(self.backend.put(h.key, Entry(body, usage, cost), h.ttl, h.bucket, h.vec))
+            self._put(h, Entry(body, usage, cost))
 
     def store_stream(self, lookup: Lookup, chunks: list[bytes], usage: Usage, cost: Decimal) -> None:
         h: Handle | None = lookup.handle
@@ -121,7 +152,11 @@ class ResponseCache:
             return
         body = assemble(chunks)
         if body is not None:
-            self._spawn(self.backend.put(h.key, Entry(body, usage, cost), h.ttl, h.bucket, h.vec))
+            self._put(h, Entry(body, usage, cost))
+
+    def _put(self, h: Handle, entry: Entry) -> None:
+        text = h.text if h.vec is None else None  # no vector computed: pending, embedded when searched
+        self._spawn(self.backend.put(h.key, entry, h.ttl, h.bucket, h.vec, text))
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
