@@ -14,8 +14,9 @@ one write, replies are parsed by hiredis (the reference C parser that redis-py a
 timer per connection enforces the timeout instead of one timer per command.
 
 Contract: a Redis error reply raises `ReplyError` (an error nested in an array is returned in place, as
-hiredis gives it); a connection that cannot be made, breaks, or leaves the oldest command unanswered for
-`timeout` seconds fails every command in flight with `ConnectionError`, and the next command reconnects.
+hiredis gives it); a connection that cannot be made, breaks, or receives nothing for `timeout` seconds
+while its oldest command has waited that long (a large reply still arriving is not a timeout) fails every
+command in flight with `ConnectionError`, and the next command reconnects.
 No command is retried here: the caller decides (a script that may have run must not run twice).
 RESP2, no Redis Cluster, no pub/sub.
 """
@@ -47,6 +48,7 @@ class _Conn(asyncio.Protocol):
         self.broken: Exception | None = None
         self.loop = asyncio.get_running_loop()
         self.watchdog: asyncio.TimerHandle | None = None
+        self.rx = 0.0  # when the last bytes arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -73,13 +75,14 @@ class _Conn(asyncio.Protocol):
         self.watchdog = None
         if not self.waiting:
             return
-        late = self.waiting[0][1] - time.monotonic()
-        if late <= 0:
+        due = max(self.waiting[0][1], self.rx + self.timeout) - time.monotonic()
+        if due <= 0:
             self._fail(TimeoutError(f"no reply within {self.timeout:g} s"))
             return
-        self.watchdog = self.loop.call_later(late, self._watch)
+        self.watchdog = self.loop.call_later(due, self._watch)
 
     def data_received(self, data: bytes) -> None:
+        self.rx = time.monotonic()
         self.reader.feed(data)
         waiting = self.waiting
         try:

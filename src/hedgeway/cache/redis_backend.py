@@ -39,9 +39,9 @@ import time
 from typing import Any
 
 import numpy as np
-import redis.asyncio as aioredis
 
 from hedgeway.cache.entry import Bucket, Entry
+from hedgeway.redis_wire import RedisClient
 
 TEXT = "t:"  # hash field prefix of a pending entry's text
 
@@ -82,36 +82,38 @@ return false
 """
 
 
+TIMEOUT = 1.0  # seconds without a reply byte while a command waits: then the lookup is a miss, not a hang
+
+
 class RedisBackend:
     def __init__(self, url: str, prefix: str, max_entries: int, ann: bool = False):
         self.ann = ann
-        self.redis = aioredis.Redis.from_url(url)
+        self.redis = RedisClient(url, TIMEOUT, TIMEOUT)  # the request path's client (redis_wire.py)
         self.p = prefix
         self.max_entries = max_entries
         self.local: dict[str, tuple[bytes | None, Bucket]] = {}  # bucket -> (version seen, vectors)
-        self._fill = self.redis.register_script(FILL)
+        self._fill = self.redis.script(FILL)
         self._steps: dict[str, dict[bytes, tuple[bytes, Any]]] = {}  # bucket -> own writes (_advance)
         self._past: dict[str, set[bytes]] = {}  # bucket -> versions its copy has moved past (_advance)
-        self._put = self.redis.register_script(PUT)
+        self._put = self.redis.script(PUT)
 
     async def get(self, key: str) -> Entry | None:
-        data = await self.redis.get(f"{self.p}:e:{key}")
-        if data is None:
-            return None
-        await self.redis.zadd(f"{self.p}:lru", {key: time.time()}, xx=True)
-        return Entry.loads(data)
+        # The LRU touch rides along (XX: it only moves a key that is there), so a hit is one round trip.
+        data, _ = await self.redis.execute_many([("GET", f"{self.p}:e:{key}"),
+                                                 ("ZADD", f"{self.p}:lru", "XX", time.time(), key)])
+        return None if data is None else Entry.loads(data)
 
     async def lookup(self, key: str, bucket: str | None) -> tuple[Entry | None, Bucket | None]:
         if bucket is None:
             return await self.get(key), None
-        data, version = await self.redis.mget(f"{self.p}:e:{key}", f"{self.p}:v:{bucket}")
+        (data, version), _ = await self.redis.execute_many([
+            ("MGET", f"{self.p}:e:{key}", f"{self.p}:v:{bucket}"), ("ZADD", f"{self.p}:lru", "XX", time.time(), key)])
         if data is not None:
-            await self.redis.zadd(f"{self.p}:lru", {key: time.time()}, xx=True)
             return Entry.loads(data), None
         return None, await self._sync(bucket, version)
 
     async def _bucket(self, bucket: str) -> Bucket | None:
-        return await self._sync(bucket, await self.redis.get(f"{self.p}:v:{bucket}"))
+        return await self._sync(bucket, await self.redis.execute("GET", f"{self.p}:v:{bucket}"))
 
     async def _sync(self, bucket: str, version: bytes | None) -> Bucket | None:
         """This replica's copy of the bucket at `version` (None: the bucket is gone or was never written)."""
@@ -125,7 +127,7 @@ class RedisBackend:
             return seen[1] or None
         b = seen[1] if seen is not None else Bucket(self.ann)
         bk = f"{self.p}:b:{bucket}"
-        fields = {k.decode() for k in await self.redis.hkeys(bk)}
+        fields = {k.decode() for k in await self.redis.execute("HKEYS", bk)}
         texts = {k[len(TEXT):] for k in fields if k.startswith(TEXT)}
         keys = fields - {TEXT + k for k in texts}
         texts -= keys  # a vector written back while its text field was still there
@@ -134,7 +136,7 @@ class RedisBackend:
         new = [k for k in keys if k not in b.vectors]
         new_texts = [k for k in texts if k not in b.pending]
         if new or new_texts:  # a field deleted since HKEYS is None: the next version change syncs it
-            got = await self.redis.hmget(bk, new + [TEXT + k for k in new_texts])
+            got = await self.redis.execute("HMGET", bk, *new, *[TEXT + k for k in new_texts])
             b.add_many({k: np.frombuffer(v, dtype=np.float32) for k, v in zip(new, got) if v is not None})
             b.pending.update({k: v.decode() for k, v in zip(new_texts, got[len(new):]) if v is not None})
         self.local[bucket] = (version, b)
@@ -146,15 +148,12 @@ class RedisBackend:
         keys = list(b.pending)[:limit]
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for k in keys:
-            pipe.exists(f"{self.p}:e:{k}")
-        live = await pipe.execute()
+        live = await self.redis.execute_many([("EXISTS", f"{self.p}:e:{k}") for k in keys])
         gone = [k for k, n in zip(keys, live) if not n]
         if gone:
             for k in gone:
                 b.remove(k)
-            await self.redis.hdel(f"{self.p}:b:{bucket}", *[TEXT + k for k in gone])
+            await self.redis.execute("HDEL", f"{self.p}:b:{bucket}", *[TEXT + k for k in gone])
         return [(k, b.pending[k]) for k, n in zip(keys, live) if n and k in b.pending]
 
     async def fill(self, bucket: str, b: Bucket, vectors: dict[str, np.ndarray]) -> None:
@@ -167,7 +166,7 @@ class RedisBackend:
         args: list[bytes | str] = [os.urandom(8).hex()]
         for k, v in vectors.items():
             args += [k, np.asarray(v, dtype=np.float32).tobytes() if v.any() else b""]
-        old = await self._fill(keys=[f"{self.p}:b:{bucket}", f"{self.p}:v:{bucket}"], args=args)
+        old = await self._fill(*args, keys=(f"{self.p}:b:{bucket}", f"{self.p}:v:{bucket}"))
         self._advance(bucket, old, args[0], None)
 
     def _advance(self, bucket: str, old: bytes | None, new: str, change) -> None:
@@ -197,12 +196,11 @@ class RedisBackend:
 
     async def best(self, bucket: str, b: Bucket, vec: np.ndarray, threshold: float) -> tuple[Entry, float] | None:
         for key, sim in b.candidates(vec, threshold):
-            data = await self.redis.get(f"{self.p}:e:{key}")
+            data = await self.get(key)
             if data is not None:
-                await self.redis.zadd(f"{self.p}:lru", {key: time.time()}, xx=True)
-                return Entry.loads(data), sim
+                return data, sim
             b.remove(key)  # expired or evicted: forget its vector everywhere
-            await self.redis.hdel(f"{self.p}:b:{bucket}", key, TEXT + key)
+            await self.redis.execute("HDEL", f"{self.p}:b:{bucket}", key, TEXT + key)
         return None
 
     async def search(self, bucket: str, vec: np.ndarray, threshold: float) -> tuple[Entry, float] | None:
@@ -218,9 +216,9 @@ class RedisBackend:
         elif bucket is not None and text is not None:
             field, value = TEXT + key, text
         b, version = bucket if field else "", os.urandom(8).hex()
-        size, old = await self._put(keys=[f"{self.p}:e:{key}", f"{self.p}:lru", f"{self.p}:owner",
-                                          f"{self.p}:b:{b}", f"{self.p}:v:{b}"],
-                                    args=[entry.dumps(), ms, time.time(), key, b, field, value, version])
+        size, old = await self._put(entry.dumps(), ms, time.time(), key, b, field, value, version,
+                                    keys=(f"{self.p}:e:{key}", f"{self.p}:lru", f"{self.p}:owner",
+                                          f"{self.p}:b:{b}", f"{self.p}:v:{b}"))
         if field:
             vec32 = None if vec is None else np.asarray(vec, dtype=np.float32)
             self._advance(bucket, old, version, lambda copy: copy.add(key, vec32) if vec32 is not None
@@ -229,25 +227,29 @@ class RedisBackend:
             await self._evict(size - self.max_entries)
 
     async def _evict(self, n: int) -> None:
-        keys = [k.decode() for k, _ in await self.redis.zpopmin(f"{self.p}:lru", n)]
+        keys = [k.decode() for k in (await self.redis.execute("ZPOPMIN", f"{self.p}:lru", n))[::2]]
         if not keys:
             return
-        owners = await self.redis.hmget(f"{self.p}:owner", keys)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hdel(f"{self.p}:owner", *keys)
+        owners = await self.redis.execute("HMGET", f"{self.p}:owner", *keys)
+        cmds: list[tuple] = [("HDEL", f"{self.p}:owner", *keys)]
         for key, bucket in zip(keys, owners):
-            pipe.delete(f"{self.p}:e:{key}")
+            cmds.append(("DEL", f"{self.p}:e:{key}"))
             if bucket is not None:
                 bucket = bucket.decode()
-                pipe.hdel(f"{self.p}:b:{bucket}", key, TEXT + key)
-                pipe.set(f"{self.p}:v:{bucket}", os.urandom(8).hex(), keepttl=True, xx=True)
-        await pipe.execute()
+                cmds.append(("HDEL", f"{self.p}:b:{bucket}", key, TEXT + key))
+                cmds.append(("SET", f"{self.p}:v:{bucket}", os.urandom(8).hex(), "KEEPTTL", "XX"))
+        await self.redis.execute_many(cmds)
 
     async def clear(self) -> None:
         """Delete every key under the prefix (tests, `hedgeway cache clear`)."""
-        async for k in self.redis.scan_iter(match=f"{self.p}:*", count=500):
-            await self.redis.delete(k)
+        cursor = b"0"
+        while True:
+            cursor, keys = await self.redis.execute("SCAN", cursor, "MATCH", f"{self.p}:*", "COUNT", 500)
+            if keys:
+                await self.redis.execute("DEL", *keys)
+            if cursor == b"0":
+                break
         self.local.clear()
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.redis.close()
