@@ -110,13 +110,9 @@ class _Conn(asyncio.Protocol):
             self.transport.abort()
 
 
-def pack(args: tuple | list) -> bytes:
-    """One command in RESP: an array of bulk strings (str as UTF-8, int/float as their decimal text)."""
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a if isinstance(a, bytes) else (a.encode() if isinstance(a, str) else repr(a).encode())
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
+# One command in RESP, an array of bulk strings (str as UTF-8, int/float as their decimal text): hiredis's C
+# encoder, about 5x faster than the same in Python (tests/test_redis_wire.py checks it against the protocol).
+pack = hiredis.pack_command
 
 
 class RedisClient:
@@ -174,7 +170,14 @@ class RedisClient:
     async def execute_many(self, commands: list[tuple]) -> list[Any]:
         """Several commands in one write; their replies in order (errors returned in place, not raised)."""
         conn = self._conn if self._conn is not None and self._conn.broken is None else await self._connection()
-        return list(await asyncio.gather(*conn.send(b"".join(pack(c) for c in commands), len(commands))))
+        futures = conn.send(b"".join(map(pack, commands)), len(commands))
+        try:
+            return [await f for f in futures]  # replies come in order
+        except BaseException:
+            for f in futures:  # the connection failed them all: retrieve the rest (no "never retrieved" noise)
+                if f.done() and not f.cancelled():
+                    f.exception()
+            raise
 
     def script(self, source: str) -> Script:
         return Script(self, source)
