@@ -223,8 +223,8 @@ class RedisBackend:
             vec32 = None if vec is None else np.asarray(vec, dtype=np.float32)
             self._advance(bucket, old, version, lambda copy: copy.add(key, vec32) if vec32 is not None
                           else copy.pending.__setitem__(key, text))
-        if size > self.max_entries:
-            await self._evict(size - self.max_entries)
+        if size > self.max_entries:  # a twentieth more than needed: a full cache evicts once per many stores
+            await self._evict(size - self.max_entries + self.max_entries // 20)
 
     async def _evict(self, n: int) -> None:
         keys = [k.decode() for k in (await self.redis.execute("ZPOPMIN", f"{self.p}:lru", n))[::2]]
