@@ -134,12 +134,12 @@ def hedgeway(a, target: str, rep: int) -> None:
                                      f"-d{int(a.duration * 3 + 30)}s", "-s", str(HARNESS / "chat.lua"), url],
                                     env=env, stdout=subprocess.DEVNULL, start_new_session=True)
             try:
-                bench(a, "mixed", url, auth, proc.pid, [], scenarios="ns-c1,ns-c16", model="plain")
+                bench(a, "mixed" + a.tag, url, auth, proc.pid, [], scenarios="ns-c1,ns-c16", model="plain")
             finally:
                 stop(load)
         else:
-            bench(a, target, url, auth, proc.pid, [])
-        a.rss.setdefault(target, []).append(rss_mb(proc.pid))
+            bench(a, target + a.tag, url, auth, proc.pid, [])
+        a.rss.setdefault(target + a.tag, []).append(rss_mb(proc.pid))
     finally:
         stop(proc)
         cleanup(run)
@@ -186,10 +186,12 @@ def main() -> int:
     ap.add_argument("--semantic-load", type=int, default=4, help="connections of the semantic load in `mixed`")
     ap.add_argument("--bin", default=shutil.which("hedgeway") or str(HERE.parent / ".venv/bin/hedgeway"))
     ap.add_argument("--portkey-dir", default="/tmp/portkey")
+    ap.add_argument("--tag", default="", help="appended to the Hedgeway targets' labels (e.g. --tag=-before with --bin)")
     a = ap.parse_args()
     a.runs, a.rss = WORK / f"production-{time.strftime('%Y%m%d-%H%M%S')}.jsonl", {}
     WORK.mkdir(parents=True, exist_ok=True)
     targets = [t for t in a.targets.split(",") if t]
+    labels = [t if t in ("litellm", "portkey") else t + a.tag for t in targets]
     runners = {"litellm": litellm, "portkey": portkey}
     subprocess.run([str(HARNESS / "start_mock.sh"), "0"], check=True)
     try:
@@ -200,11 +202,11 @@ def main() -> int:
     finally:
         subprocess.run([str(HARNESS / "stop_all.sh")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     table = subprocess.run([sys.executable, str(HARNESS / "summarize.py"), str(a.runs), "--base", "direct",
-                            "--targets", ",".join(targets), "--md"], capture_output=True, text=True).stdout
+                            "--targets", ",".join(labels), "--md"], capture_output=True, text=True).stdout
     rss = ", ".join(f"{t} {sorted(v)[len(v) // 2]:.0f} MB" for t, v in a.rss.items())
-    out = HERE / "results" / f"production-{time.strftime('%F')}.md"
+    out = HERE / "results" / f"production{a.tag}-{time.strftime('%F')}.md"
     out.write_text(f"# Production path, one sitting ({time.strftime('%F %T %Z')})\n\n"
-                   f"- command: `python bench/production.py --targets {a.targets} --repeats {a.repeats} "
+                   f"- command: `python bench/production.py --targets {a.targets} --repeats {a.repeats} --tag '{a.tag}' "
                    f"--duration {a.duration:g} --scenarios {a.scenarios}`\n"
                    f"- machine: {os.cpu_count()} cores, load before the run {os.getloadavg()[0]:.1f}; every body unique"
                    f" (cache misses); mixed = model `plain` while {a.semantic_load} connections of semantic "

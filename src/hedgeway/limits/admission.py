@@ -69,7 +69,7 @@ def _usd(units: int) -> str:
 
 def _redis(cfg: LimitsIn) -> RedisStore:
     r = cfg.redis
-    return RedisStore(r.url, r.prefix, cfg.reservation_ttl, cfg.window, r.timeout, r.connect_timeout)
+    return RedisStore(r.url, r.prefix, cfg.reservation_ttl, cfg.window, r.timeout, connect_timeout=r.connect_timeout)
 
 
 # `limits.backend` -> the shared store; None: the process's own memory store is the store. The memory store

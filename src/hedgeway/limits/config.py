@@ -54,9 +54,13 @@ class RateIn(Strict):
 class RedisIn(Strict):
     url: str = Field("redis://127.0.0.1:6379/0", repr=False)
     prefix: str = Field("hedgeway:", min_length=1)
-    timeout: float = Field(0.25, gt=0, le=10)  # socket connect/read timeout: an outage must not hang requests
+    timeout: float = Field(0.25, gt=0, le=10)  # no reply byte for this long: Redis is down (never hang a request)
     retry_interval: float = Field(1.0, gt=0)  # after an error, Redis is retried at most this often
     connect_timeout: float = Field(1.0, gt=0, le=10)
+    # Accepted so existing configs keep loading; unused since each process talks to Redis over one
+    # multiplexed connection (redis_wire.py), which has no pool to size or wait for.
+    max_connections: int = Field(16, ge=1)
+    pool_timeout: float = Field(2.0, gt=0)
 
     @field_validator("url")
     @classmethod
