@@ -139,12 +139,17 @@ class ResponseCache:
         h: Handle | None = lookup.handle
         if h is None or not h.store:
             return
+        self._spawn(self._put_answer(h, Entry(body, usage, cost)))
+
+    async def _put_answer(self, h: Handle, entry: Entry) -> None:
+        """Store an answer that has choices. In the background task: the pipeline calls `store` before it
+        writes the response, so the body is parsed after the client has it, not before."""
         try:
-            ok = bool(orjson.loads(body).get("choices"))
+            ok = bool(orjson.loads(entry.body).get("choices"))
         except (orjson.JSONDecodeError, AttributeError):
             ok = False
         if ok:
-            self._put(h, Entry(body, usage, cost))
+            await self.backend.put(*self._put_args(h, entry))
 
     def store_stream(self, lookup: Lookup, chunks: list[bytes], usage: Usage, cost: Decimal) -> None:
         h: Handle | None = lookup.handle
@@ -152,11 +157,12 @@ class ResponseCache:
             return
         body = assemble(chunks)
         if body is not None:
-            self._put(h, Entry(body, usage, cost))
+            self._spawn(self.backend.put(*self._put_args(h, Entry(body, usage, cost))))
 
-    def _put(self, h: Handle, entry: Entry) -> None:
+    @staticmethod
+    def _put_args(h: Handle, entry: Entry) -> tuple:
         text = h.text if h.vec is None else None  # no vector computed: pending, embedded when searched
-        self._spawn(self.backend.put(h.key, entry, h.ttl, h.bucket, h.vec, text))
+        return h.key, entry, h.ttl, h.bucket, h.vec, text
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
