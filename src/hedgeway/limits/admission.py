@@ -69,7 +69,7 @@ def _usd(units: int) -> str:
 
 def _redis(cfg: LimitsIn) -> RedisStore:
     r = cfg.redis
-    return RedisStore(r.url, r.prefix, cfg.reservation_ttl, cfg.window, r.timeout, connect_timeout=r.connect_timeout)
+    return RedisStore(r.url, r.prefix, cfg.reservation_ttl, cfg.window, r.timeout, r.connect_timeout)
 
 
 # `limits.backend` -> the shared store; None: the process's own memory store is the store. The memory store
@@ -254,29 +254,33 @@ class Limiter:
             self._flusher.add_done_callback(self._tasks.discard)
 
     async def _flush(self) -> None:
-        """Send queued settlements in batches of SETTLE_BATCH until none is left; a batch Redis does not
-        take is retried (SETTLE_RETRIES), then dropped: its reservations expire after reservation_ttl."""
+        """Send queued settlements in batches of SETTLE_BATCH until none is left."""
         try:
             await asyncio.sleep(0)  # let the settlements of this loop iteration join the batch
             while self._pending:
                 batch, self._pending = self._pending[:SETTLE_BATCH], self._pending[SETTLE_BATCH:]
-                for delay in (*SETTLE_RETRIES, None):
-                    try:
-                        results = await self.store.settle([item for _, item in batch], self.thresholds)
-                    except StoreDown as exc:
-                        self._outage(exc)
-                        if delay is None:
-                            self.counts["settle_failures"] += len(batch)
-                            log.error("could not settle %d requests in redis; their reservations expire after "
-                                      "%g s", len(batch), self.cfg.reservation_ttl)
-                            break
-                        await asyncio.sleep(delay)
-                        continue
-                    for (ticket, _), result in zip(batch, results):
-                        self._settled(ticket, result)
-                    break
+                await self._settle_batch(batch)
         finally:
             self._flusher = None
+
+    async def _settle_batch(self, batch: list[tuple[Ticket, tuple]]) -> None:
+        """One script call for the batch; one Redis does not take is retried (SETTLE_RETRIES), then dropped:
+        its reservations expire after reservation_ttl."""
+        for delay in (*SETTLE_RETRIES, None):
+            try:
+                results = await self.store.settle([item for _, item in batch], self.thresholds)
+            except StoreDown as exc:
+                self._outage(exc)
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                    continue
+                self.counts["settle_failures"] += len(batch)
+                log.error("could not settle %d requests in redis; their reservations expire after %g s",
+                          len(batch), self.cfg.reservation_ttl)
+                return
+            for (ticket, _), result in zip(batch, results):
+                self._settled(ticket, result)
+            return
 
     def _settled(self, ticket: Ticket, result: tuple[list, list]) -> None:
         spents, fired = result

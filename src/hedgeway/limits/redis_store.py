@@ -188,8 +188,7 @@ class StoreDown(Exception):
 
 class RedisStore:
     def __init__(self, url: str, prefix: str, ttl: float, window: float, timeout: float,
-                 max_connections: int = 16, pool_timeout: float = 2.0, connect_timeout: float = 1.0):
-        """`max_connections` and `pool_timeout` are accepted and unused: one multiplexed connection."""
+                 connect_timeout: float = 1.0):
         from hedgeway.redis_wire import RedisClient, ReplyError
 
         self.errors = (ReplyError, OSError)  # OSError: refused, reset, timed out (redis_wire's contract)
