@@ -134,11 +134,14 @@ class RedisClient:
         self._conn: _Conn | None = None
         self._connecting: asyncio.Future | None = None
 
-    async def _connection(self) -> _Conn:
+    def _live(self) -> _Conn | None:
+        """The open connection, if any (the fast path: no coroutine)."""
         conn = self._conn
-        if conn is not None and conn.broken is None:
-            return conn
-        if self._connecting is None:  # one connect for every command that waits for it
+        return conn if conn is not None and conn.broken is None else None
+
+    async def _connection(self) -> _Conn:
+        """A new connection: one connect for every command that waits for it."""
+        if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._connect())
         try:
             return await asyncio.shield(self._connecting)
@@ -161,7 +164,7 @@ class RedisClient:
         return conn
 
     async def execute(self, *args: Any) -> Any:
-        conn = self._conn if self._conn is not None and self._conn.broken is None else await self._connection()
+        conn = self._live() or await self._connection()
         reply = await conn.send(pack(args), 1)[0]
         if isinstance(reply, ReplyError):
             raise reply
@@ -169,7 +172,7 @@ class RedisClient:
 
     async def execute_many(self, commands: list[tuple]) -> list[Any]:
         """Several commands in one write; their replies in order (errors returned in place, not raised)."""
-        conn = self._conn if self._conn is not None and self._conn.broken is None else await self._connection()
+        conn = self._live() or await self._connection()
         futures = conn.send(b"".join(map(pack, commands)), len(commands))
         try:
             return [await f for f in futures]  # replies come in order
