@@ -54,7 +54,8 @@ def limiter(backend: str = "memory", prefix: str = "", **kw) -> Limiter:
     cfg = {"backend": backend, **kw}
     if backend == "redis":
         cfg.setdefault("redis", {})
-        cfg["redis"] = {"url": REDIS_URL, "prefix": prefix, **cfg["redis"]}
+        # per-request reservations unless a test asks for leases (test_limits_leases.py)
+        cfg["redis"] = {"url": REDIS_URL, "prefix": prefix, "lease": {"requests": 0}, **cfg["redis"]}
     return Limiter(LimitsIn.model_validate(cfg), MODELS, FALLBACKS)
 
 

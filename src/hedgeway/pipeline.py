@@ -67,7 +67,7 @@ class Gateway:
         spool = Spool(lc.spool_path, lc.url, lc.spool_max_bytes) if lc.spool_path else None
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
         self.admission = build_admission(config)
-        self.overlap = config.limits.backend == "redis"  # see _admit_lookup
+        self.overlap = config.limits.backend == "redis" and config.limits.redis.lease.requests <= 1  # _admit_lookup
         self.admission.restore(store, self.auth.ring)
         self.redact = Redactor(config.secrets)
         self.tokens = TokenCounter()  # loaded by the first unreported usage, on its worker thread
@@ -181,8 +181,8 @@ class Gateway:
 
     # --- cache ---
     async def _admit_lookup(self, ctx: RequestContext, req: ChatRequest) -> Lookup | None:
-        """Admission, then the cache lookup; both at once when admission waits on Redis (one round trip of
-        latency instead of two). A refused request's lookup is cancelled and never seen."""
+        """Admission, then the cache lookup; both at once when every admission waits on Redis (limits there
+        without leases): one round trip of latency instead of two. A refused request's lookup is cancelled."""
         cache = self.cache
         pending = asyncio.ensure_future(cache.lookup(ctx.principal, req)) if cache and self.overlap else None
         try:

@@ -9,6 +9,8 @@
 - `deployment` takes a slot in the deployment's rpm/tpm windows before each upstream attempt.
 - `settle` replaces the reservation by the actual cost and corrects TPM entries to the actual tokens;
   memory settles in line, Redis in a background task (retried). Never blocks, never raises.
+- Redis with leases (`limits.redis.lease`, leases.py): a request is admitted on this replica's leases when
+  they have room, with no round trip; otherwise its own reservation asks Redis for new leases.
 - Redis errors: the store is skipped for `redis.retry_interval` seconds after each error; fail-closed
   refuses with 503, fail-open admits against a process-local memory store. Logged once per outage.
 """
@@ -29,7 +31,9 @@ from hedgeway.errors import BudgetExceeded, LimitsUnavailable, PermissionDenied,
 from hedgeway.limits.alerts import Alerter, payload
 from hedgeway.limits.config import LimitsIn
 from hedgeway.limits.estimate import Estimator, fmt_usd, max_prices, to_units, to_usd
+from hedgeway.limits.leases import Lease, Leases, Taken
 from hedgeway.limits.memory import MemoryStore, Verdict
+from hedgeway.limits.metrics import render
 from hedgeway.limits.periods import bounds, iso
 from hedgeway.limits.redis_store import RedisStore, StoreDown
 from hedgeway.limits.restore import current_spend
@@ -57,10 +61,7 @@ class Ticket:
     out: int = 0  # output tokens a budget reservation holds (0: no budget); a stream stops past them
     deps: list[tuple[Any, str, str]] = field(default_factory=list)  # (store, tpm window, member)
     attempts: int = 0
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    leased: Taken | None = None  # admitted on this replica's leases: what it took from them
 
 
 def _usd(units: int) -> str:
@@ -70,6 +71,10 @@ def _usd(units: int) -> str:
 def _redis(cfg: LimitsIn) -> RedisStore:
     r = cfg.redis
     return RedisStore(r.url, r.prefix, cfg.reservation_ttl, cfg.window, r.timeout, r.connect_timeout)
+
+
+_LEASED = Verdict(True)
+_UNITS = {"rpm": "req", "tpm": "tok"}
 
 
 # `limits.backend` -> the shared store; None: the process's own memory store is the store. The memory store
@@ -90,6 +95,9 @@ class Limiter:
                             if any(d.rpm or d.tpm for m in (name, *fallbacks.get(name, ())) for d in models[m])}
         self.local = MemoryStore(cfg.reservation_ttl, cfg.window)
         self.store = BACKENDS[cfg.backend](cfg) or self.local
+        lease = cfg.redis.lease
+        self.leases = (Leases(lease.requests, lease.seconds, lease.share, self._give_back)
+                       if self.store is not self.local and lease.requests > 1 else None)
         self.alerter = Alerter(cfg.alerts)
         self.thresholds = list(cfg.alerts.thresholds)
         self.use: dict[tuple[str, str], tuple[int, int]] = {}  # (scope, period) -> (spent, limit) units
@@ -104,13 +112,13 @@ class Limiter:
         self._ids = count(1)
 
     # --- the store, with the fail mode ---
-    async def _reserve(self, rid: str, budgets: list, windows: list) -> tuple[Verdict, Any]:
+    async def _reserve(self, rid: str, budgets: list, windows: list, *lease: Any) -> tuple[Verdict, Any]:
         store = self.store
         if store is self.local:
             return store.reserve_now(rid, budgets, windows), store
         if time.monotonic() >= self._down_until:
             try:
-                verdict = await store.reserve(rid, budgets, windows)
+                verdict = await store.reserve(rid, budgets, windows, *lease)
                 if self._down:
                     self._down = False
                     log.warning("limits backend (redis) answers again; shared limits restored")
@@ -160,24 +168,32 @@ class Limiter:
             return ticket  # only deployment limits: nothing to reserve yet
         inp, outp = self.prices.get(model, _NO_PRICE)
         amount = to_units((prompt * inp + out * outp) * self.margin)
-        bspecs = [(b.scope, b.period, _units(b.limit), amount) for b in budgets]
+        n = self.leases.requests if self.leases is not None else 1  # a lease asks for n requests' worth
+        bspecs = [(b.scope, b.period, _units(b.limit), amount, amount * n) for b in budgets]
         wspecs = []
         for lim in limits:
             if lim.rpm:
-                wspecs.append((f"{lim.scope}:rpm", lim.rpm, 1))
+                wspecs.append((f"{lim.scope}:rpm", lim.rpm, 1, n))
             if lim.tpm:
-                name = f"{lim.scope}:tpm"
-                wspecs.append((name, lim.tpm, min(ticket.tokens, lim.tpm)))
+                name, weight = f"{lim.scope}:tpm", min(ticket.tokens, lim.tpm)
+                wspecs.append((name, lim.tpm, weight, weight * n))
                 ticket.tpm.append(name)
         deadline, delay = 0.0, 0.02
         while True:
-            verdict, store = await self._reserve(ticket.rid, bspecs, wspecs)
+            if self.leases is not None:
+                verdict, store = await self._leased(ticket, bspecs, wspecs)
+            else:
+                verdict, store = await self._reserve(ticket.rid, bspecs, wspecs)
             if verdict.ok:
-                ticket.keys, ticket.store = verdict.keys, store
+                if ticket.leased is None:
+                    ticket.keys = verdict.keys
+                else:
+                    ticket.tpm = []  # the lease's return counts the tokens
+                ticket.store = store
                 return ticket
             if verdict.window >= 0:
                 self.counts["refused_rate"] += 1
-                name, limit, _ = wspecs[verdict.window]
+                name, limit = wspecs[verdict.window][:2]
                 unit = "requests" if name.endswith(":rpm") else "tokens"
                 raise RateLimited(f"Rate limit reached for {name[:-4]}: {limit} {unit} per "
                                   f"{self.cfg.window:g} s. Retry after {verdict.retry_ms / 1000:.1f} s.",
@@ -191,6 +207,37 @@ class Limiter:
                     continue
             self.counts["refused_budget"] += 1
             raise self._exceeded(budgets[verdict.budget], verdict, amount)
+
+    async def _leased(self, ticket: Ticket, bspecs: list, wspecs: list) -> tuple[Verdict, Any]:
+        """Admission on this replica's leases; when they lack room, this request's reservation asks Redis for
+        new ones (one request per set of budgets and windows at a time: the others wait for its leases)."""
+        leases = self.leases
+        items = tuple(f"b:{s[0]}:{s[1]}" for s in bspecs) + tuple(f"w:{s[0]}" for s in wspecs)
+        amounts = [s[3] for s in bspecs] + [s[2] for s in wspecs]
+        while True:
+            taken = leases.take(items, amounts)
+            if taken is not None:
+                ticket.leased = taken
+                return _LEASED, self.store
+            renewing = leases.renewing.get(items)
+            if renewing is None:
+                break
+            await renewing.wait()
+        renewing = leases.renewing[items] = asyncio.Event()
+        try:
+            if self._pending:  # leases just closed go back first: their rest may be the room this needs
+                await self._drain()
+            sent = time.monotonic()
+            verdict, store = await self._reserve(ticket.rid, bspecs, wspecs, leases.share, leases.hold_ms)
+        finally:
+            del leases.renewing[items]
+            renewing.set()
+        if verdict.ok and store is self.store:
+            units = ["usd"] * len(bspecs) + [_UNITS[s[0].rsplit(":", 1)[1]] for s in wspecs]
+            keys = verdict.keys + [s[0] for s in wspecs]
+            ticket.leased = leases.install(items, units, keys, [*ticket.budgets, *[None] * len(wspecs)],
+                                           ticket.rid, verdict.grants, amounts, sent)
+        return verdict, store
 
     def _exceeded(self, b: Budget, v: Verdict, amount: int) -> BudgetExceeded:
         limit = _units(b.limit)
@@ -208,9 +255,10 @@ class Limiter:
         member = f"{ticket.rid}:{ticket.attempts}"
         specs = []
         if dep.rpm:
-            specs.append((f"deployment:{dep.id}:rpm", dep.rpm, 1))
+            specs.append((f"deployment:{dep.id}:rpm", dep.rpm, 1, 1))
         if dep.tpm:
-            specs.append((f"deployment:{dep.id}:tpm", dep.tpm, min(max(ticket.tokens, 1), dep.tpm)))
+            weight = min(max(ticket.tokens, 1), dep.tpm)
+            specs.append((f"deployment:{dep.id}:tpm", dep.tpm, weight, weight))
         verdict, store = await self._reserve(member, [], specs)
         if not verdict.ok:
             self.counts["refused_deployment"] += 1
@@ -223,15 +271,19 @@ class Limiter:
     # --- settlement ---
     def settle(self, ticket: Ticket | None, usage: Usage, cost: Decimal) -> None:
         try:
-            if ticket is None or not (ticket.keys or ticket.tpm or ticket.deps):
+            if ticket is None:
                 return
             actual = to_units(cost) if cost else 0
             tokens = usage.prompt_tokens + usage.completion_tokens
-            windows = [(name, ticket.rid, tokens) for name in ticket.tpm]
+            if ticket.leased is not None:
+                self.leases.settle(ticket.leased, actual, tokens)
+            if not (ticket.keys or ticket.tpm or ticket.deps):
+                return
+            windows = [(name, ticket.rid, tokens, False) for name in ticket.tpm]
             budgets = [(k, _units(b.limit)) for k, b in zip(ticket.keys, ticket.budgets)]
             # Deployment TPM: the attempt that answered used the tokens; earlier attempts failed.
             for i, (store, name, member) in enumerate(ticket.deps):
-                entry = [(name, member, tokens if i == len(ticket.deps) - 1 else 0)]
+                entry = [(name, member, tokens if i == len(ticket.deps) - 1 else 0, False)]
                 if store is not ticket.store:
                     self._settle_in(store, ticket, [], 0, entry)
                 else:
@@ -244,10 +296,25 @@ class Limiter:
         if store is self.local:
             self._settled(ticket, self.local.settle_now(ticket.rid, budgets, actual, windows, self.thresholds))
             return
+        self._enqueue(ticket, (ticket.rid, budgets, actual, windows))
+
+    def _give_back(self, lease: Lease) -> None:
+        """Return a closed, drained lease: Redis releases it and counts what was spent on it."""
+        if lease.budget is not None:
+            b = lease.budget
+            item = (lease.rid, [(lease.key, _units(b.limit))], lease.used, [])
+            self._enqueue(Ticket(lease.rid, (b,), [lease.key]), item)
+        else:
+            self._enqueue(Ticket(lease.rid), (lease.rid, [], 0, [(lease.key, lease.rid, lease.used, True)]))
+
+    def _enqueue(self, ticket: Ticket, item: tuple) -> None:
         # Redis: queued and sent with the other settlements of this moment in one script call, after the
         # response (a settlement lowers `held` and raises `spent` by the same request: waiting a loop tick
         # never lets more through than the reservation already held back).
-        self._pending.append((ticket, (ticket.rid, budgets, actual, windows)))
+        self._pending.append((ticket, item))
+        self._start_flusher()
+
+    def _start_flusher(self) -> None:
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
             self._tasks.add(self._flusher)
@@ -262,6 +329,20 @@ class Limiter:
                 await self._settle_batch(batch)
         finally:
             self._flusher = None
+
+    async def _drain(self) -> None:
+        """Send the queued settlements now, once; when Redis does not take them they stay queued for the
+        flusher (which retries)."""
+        batch, self._pending = self._pending[:SETTLE_BATCH], self._pending[SETTLE_BATCH:]
+        try:
+            results = await self.store.settle([item for _, item in batch], self.thresholds)
+        except StoreDown as exc:
+            self._outage(exc)
+            self._pending[:0] = batch
+            self._start_flusher()
+            return
+        for (ticket, _), result in zip(batch, results):
+            self._settled(ticket, result)
 
     async def _settle_batch(self, batch: list[tuple[Ticket, tuple]]) -> None:
         """One script call for the batch; one Redis does not take is retried (SETTLE_RETRIES), then dropped:
@@ -295,33 +376,14 @@ class Limiter:
                                       self.cfg.alerts.format))
 
     async def close(self) -> None:
+        if self.leases is not None:
+            self.leases.close_all()  # returned once their requests settle (before this point, at shutdown)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self.alerter.drain()
         if self.store is not self.local:
             await self.store.close()
 
-    # --- metrics ---
     def render_metrics(self) -> str:
-        """Prometheus text lines for the limits: budget use per scope and period, backend health."""
-        out = ["# HELP hedgeway_budget_used_ratio Settled spend / limit per budget (this period).",
-               "# TYPE hedgeway_budget_used_ratio gauge"]
-        for (scope, period), (spent, limit) in self.use.items():
-            out.append(f'hedgeway_budget_used_ratio{{scope="{_label(scope)}",period="{period}"}} {spent / limit:.6f}')
-        out += ["# HELP hedgeway_budget_spent_usd Settled spend per budget (this period).",
-                "# TYPE hedgeway_budget_spent_usd gauge"]
-        for (scope, period), (spent, _) in self.use.items():
-            out.append(f'hedgeway_budget_spent_usd{{scope="{_label(scope)}",period="{period}"}} {to_usd(spent)}')
-        for name, kind, value in (
-                ("hedgeway_limits_backend_errors_total", "counter", self.counts["backend_errors"]),
-                ("hedgeway_limits_fail_open_total", "counter", self.counts["fail_open"]),
-                ("hedgeway_limits_fail_closed_total", "counter", self.counts["fail_closed"]),
-                ("hedgeway_limits_settle_failures_total", "counter", self.counts["settle_failures"]),
-                ("hedgeway_limits_backend_up", "gauge", 0 if self._down else 1),
-                ("hedgeway_budget_alerts_total", "counter", self.alerter.fired),
-                ("hedgeway_budget_alert_webhook_failures_total", "counter", self.alerter.failed)):
-            out += [f"# TYPE {name} {kind}", f"{name} {value}"]
-        out.append("# TYPE hedgeway_limits_refused_total counter")
-        for reason in ("budget", "rate", "deployment"):
-            out.append(f'hedgeway_limits_refused_total{{reason="{reason}"}} {self.counts["refused_" + reason]}')
-        return "\n".join(out) + "\n"
+        """Prometheus text lines for the limits (limits/metrics.py)."""
+        return render(self)

@@ -3,6 +3,7 @@
     limits:
       backend: redis                     # memory (one process, the default) | redis (shared by replicas)
       redis: {url: os.environ/REDIS_URL, prefix: "hedgeway:", timeout: 0.25}   # one multiplexed connection
+      # redis.lease: {requests: 32, seconds: 1, share: 0.05}  # leases (leases.py); requests: 0 turns them off
       fail: closed                       # redis unreachable: closed (503) | open (local in-memory limits)
       budgets: [{limit: "500.00", period: monthly}]          # global budgets (scope "global")
       models: {gpt-4o: {rpm: 60, tpm: 200000}}               # per logical model name (scope "model:<name>")
@@ -51,6 +52,12 @@ class RateIn(Strict):
     tpm: int | None = Field(None, ge=1)
 
 
+class LeaseIn(Strict):
+    requests: int = Field(32, ge=0)  # a lease asks for this many requests' worth; 0 or 1: no leases
+    seconds: float = Field(1.0, gt=0, le=60)  # a lease admits for at most this long
+    share: float = Field(0.05, gt=0, le=1)  # and never holds more than this share of the room left
+
+
 class RedisIn(Strict):
     url: str = Field("redis://127.0.0.1:6379/0", repr=False)
     prefix: str = Field("hedgeway:", min_length=1)
@@ -61,6 +68,7 @@ class RedisIn(Strict):
     # multiplexed connection (redis_wire.py), which has no pool to size or wait for.
     max_connections: int = Field(16, ge=1)
     pool_timeout: float = Field(2.0, gt=0)
+    lease: LeaseIn = LeaseIn()
 
     @field_validator("url")
     @classmethod

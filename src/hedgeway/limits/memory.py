@@ -29,6 +29,7 @@ class Verdict:
     soft: bool = False  # it would fit once in-flight reservations settle
     window: int = -1  # index of the refusing window
     retry_ms: int = 0
+    grants: list[int] = field(default_factory=list)  # Redis leases: held per budget, then per window
 
 
 class _Budget:
@@ -101,18 +102,17 @@ class MemoryStore:
         b = self.budgets.setdefault(f"{scope}:{period}:{start}", _Budget(None if end is None else end + 2 * 86400))
         b.spent = spent
 
-    async def reserve(self, rid: str, budgets: list[tuple[str, str, int, int]],
-                      windows: list[tuple[str, int, int]]) -> Verdict:
+    async def reserve(self, rid: str, budgets: list[tuple], windows: list[tuple]) -> Verdict:
         return self.reserve_now(rid, budgets, windows)
 
-    def reserve_now(self, rid: str, budgets: list[tuple[str, str, int, int]],
-                    windows: list[tuple[str, int, int]]) -> Verdict:
-        """Atomically: every budget (scope, period, limit, amount) and every window (name, limit, weight)
-        has room → hold them all; else change nothing and say which refused."""
+    def reserve_now(self, rid: str, budgets: list[tuple], windows: list[tuple]) -> Verdict:
+        """Atomically: every budget (scope, period, limit, amount, …) and every window (name, limit, weight, …)
+        has room → hold them all; else change nothing and say which refused. (Trailing fields are the Redis
+        store's lease requests: one process has no round trip to save, so it never leases.)"""
         now = self.clock()
         self._sweep(now)
         found = []
-        for i, (scope, period, limit, amount) in enumerate(budgets):
+        for i, (scope, period, limit, amount, *_) in enumerate(budgets):
             start, end = bounds(period, now)
             key = f"{scope}:{period}:{start}"
             b = self.budgets.get(key)
@@ -125,7 +125,7 @@ class MemoryStore:
             found.append((key, b, amount))
         cutoff = now - self.span
         wins = []
-        for j, (name, limit, weight) in enumerate(windows):
+        for j, (name, limit, weight, *_) in enumerate(windows):
             w = self.windows.get(name)
             if w is None:
                 w = self.windows[name] = _Window()
@@ -144,13 +144,13 @@ class MemoryStore:
         return Verdict(True, keys=[k for k, _, _ in found])
 
     async def settle(self, rid: str, budgets: list[tuple[str, int]], actual: int,
-                     windows: list[tuple[str, str, int]], thresholds: list[float]):
+                     windows: list[tuple], thresholds: list[float]):
         return self.settle_now(rid, budgets, actual, windows, thresholds)
 
     def settle_now(self, rid: str, budgets: list[tuple[str, int]], actual: int,
-                   windows: list[tuple[str, str, int]], thresholds: list[float]):
+                   windows: list[tuple], thresholds: list[float]):
         """Release `rid`'s reservations, add `actual` units to each budget (key, limit), set the weight of
-        each window entry (name, member, weight). Returns (spent per budget, [(budget index, threshold)]
+        each window entry (name, member, weight, …). Returns (spent per budget, [(budget index, threshold)]
         crossed for the first time this period)."""
         spents, fired = [], []
         for i, (key, limit) in enumerate(budgets):
@@ -168,7 +168,7 @@ class MemoryStore:
                     if b.spent >= th * limit and th not in b.fired:
                         b.fired.add(th)
                         fired.append((i, th))
-        for name, member, weight in windows:
+        for name, member, weight, *_ in windows:
             w = self.windows.get(name)
             if w is not None and member in w.weights:
                 w.sum += weight - w.weights[member]

@@ -59,15 +59,23 @@ end
 """
 
 RESERVE = COMMON + r"""
--- ARGV: prefix, rid, ttl_ms, window_ms, nb, nw, then nb × (scope, period, limit, amount),
---       then nw × (name, limit, weight)
+-- ARGV: prefix, rid, ttl_ms, window_ms, nb, nw, share, hold_ms, then nb × (scope, period, limit, amount, want),
+--       then nw × (name, limit, weight, want)
+-- A reservation holds `amount` (a window entry `weight`). A lease (want > amount) holds more: up to `want`,
+-- but never more than `share` of the room left, and never less than the request's own amount; its window
+-- entries are dated `hold_ms` ahead, to the end of the lease, since the replica admits on them until then.
 local p, rid, ttl, span = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local nb, nw = tonumber(ARGV[5]), tonumber(ARGV[6])
-local i = 7
-local bk, amts, out = {}, {}, {1}
+local nb, nw, share, hold = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local i = 9
+local function grant(need, want, room)
+  if want <= need then return need end
+  return math.max(need, math.min(want, floor(room * share)))
+end
+local bk, amts, out, grants = {}, {}, {1}, {}
 for b = 1, nb do
   local scope, period, limit, amt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  i = i + 4
+  local want = tonumber(ARGV[i + 4])
+  i = i + 5
   local s, e = bounds(period)
   local k = p .. 'b:' .. scope .. ':' .. period .. ':' .. s
   local dead = redis.call('ZRANGEBYSCORE', k .. ':r', '-inf', now, 'LIMIT', 0, 500)
@@ -83,13 +91,14 @@ for b = 1, nb do
   if spent + held + amt > limit then
     return {0, b, spent, held, e, (spent + amt <= limit) and 1 or 0}
   end
-  bk[b], amts[b] = {k, e}, amt
+  bk[b], amts[b] = {k, e}, grant(amt, want, limit - spent - held)
   out[#out + 1] = k
+  grants[#grants + 1] = amts[b]
 end
 local wk, ws = {}, {}
 for w = 1, nw do
-  local k, limit, weight = p .. 'w:' .. ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
+  local k, limit, weight, want = p .. 'w:' .. ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  i = i + 4
   local sum = tonumber(redis.call('GET', k .. ':s')) or 0
   while true do
     local old = redis.call('ZRANGEBYSCORE', k, '-inf', now - span, 'LIMIT', 0, 1000)
@@ -108,7 +117,8 @@ for w = 1, nw do
     end
     return {-1, w, span}
   end
-  wk[w], ws[w] = k, weight
+  wk[w], ws[w] = k, grant(weight, want, limit - sum)
+  grants[#grants + 1] = ws[w]
 end
 for b = 1, nb do
   local k, e = bk[b][1], bk[b][2]
@@ -121,20 +131,21 @@ for b = 1, nb do
 end
 for w = 1, nw do
   local k = wk[w]
-  redis.call('ZADD', k, now, rid)
+  redis.call('ZADD', k, now + hold, rid)
   redis.call('HSET', k .. ':w', rid, ws[w])
   redis.call('INCRBY', k .. ':s', ws[w])
-  redis.call('PEXPIRE', k .. ':s', span * 2)
-  redis.call('PEXPIRE', k, span * 2)
-  redis.call('PEXPIRE', k .. ':w', span * 2)
+  for _, x in ipairs({k .. ':s', k, k .. ':w'}) do redis.call('PEXPIRE', x, span * 2 + hold) end
 end
+for _, g in ipairs(grants) do out[#out + 1] = g end
 return out
 """
 
 SETTLE = r"""
--- Settles a batch of requests in one call. ARGV: nt, nt × threshold, then per request:
---   rid, actual, nb, nw, nb × (key, limit), nw × (window key, member, weight)
--- Returns one {spents, fired} per request, in order.
+-- Settles a batch of requests (and returned leases) in one call. ARGV: nt, nt × threshold, then per item:
+--   rid, actual, nb, nw, nb × (key, limit), nw × (window key, member, weight, lease)
+-- A returned lease's window entry is re-dated to now (no earlier than any admission made on it).
+-- Returns one {spents, fired} per item, in order.
+local now
 local nt = tonumber(ARGV[1])
 local th = {}
 for j = 1, nt do th[j] = ARGV[1 + j] end
@@ -169,11 +180,16 @@ for b = 1, nb do
 end
 for w = 1, nw do
   local k, m, weight = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
+  local lease = ARGV[i + 3] == '1'
+  i = i + 4
   local old = redis.call('HGET', k .. ':w', m)
   if old then
     redis.call('HSET', k .. ':w', m, weight)
     redis.call('INCRBY', k .. ':s', weight - tonumber(old))
+    if lease then
+      if not now then local t = redis.call('TIME'); now = t[1] * 1000 + math.floor(t[2] / 1000) end
+      redis.call('ZADD', k, 'XX', 'LT', now, m)
+    end
   end
 end
 results[#results + 1] = {spents, fired}
@@ -201,9 +217,13 @@ class RedisStore:
         self._reserve = self.client.script(RESERVE)
         self._settle = self.client.script(SETTLE)
 
-    async def reserve(self, rid: str, budgets: list[tuple[str, str, int, int]],
-                      windows: list[tuple[str, int, int]]) -> Verdict:
-        args = [self.prefix, rid, self.ttl_ms, self.span_ms, len(budgets), len(windows)]
+    async def reserve(self, rid: str, budgets: list[tuple[str, str, int, int, int]],
+                      windows: list[tuple[str, int, int, int]], share: float = 0.0, hold_ms: int = 0) -> Verdict:
+        """Reserve `(scope, period, limit, amount, want)` in every budget and `(name, limit, weight, want)` in
+        every window, all or nothing. `want` > amount asks for a lease: the verdict's `grants` say how much was
+        held (budgets first, then windows), at least the amount, at most `share` of the room; window entries
+        are dated `hold_ms` ahead (the lease's end)."""
+        args = [self.prefix, rid, self.ttl_ms, self.span_ms, len(budgets), len(windows), repr(share), hold_ms]
         for b in budgets:
             args.extend(b)
         for w in windows:
@@ -213,7 +233,9 @@ class RedisStore:
         except self.errors as exc:
             raise StoreDown(f"{type(exc).__name__}: {exc}") from None
         if r[0] == 1:
-            return Verdict(True, keys=[k.decode() if isinstance(k, bytes) else k for k in r[1:]])
+            nb = len(budgets)
+            return Verdict(True, keys=[k.decode() if isinstance(k, bytes) else k for k in r[1:1 + nb]],
+                           grants=r[1 + nb:])
         if r[0] == 0:
             end = int(r[4])
             return Verdict(False, budget=int(r[1]) - 1, spent=int(r[2]), held=int(r[3]),
@@ -223,15 +245,15 @@ class RedisStore:
     async def settle(self, items: list[tuple[str, list[tuple[str, int]], int, list[tuple[str, str, int]]]],
                      thresholds: list[float]) -> list[tuple[list[int], list[tuple[int, float]]]]:
         """Settle a batch of requests, `(rid, budgets [(key, limit)], actual, windows [(name, member,
-        weight)])` each, in one script call; per request: (spent per budget, [(budget index, threshold)]
-        of the alerts that fired)."""
+        weight, lease)])` each, in one script call; per request: (spent per budget, [(budget index,
+        threshold)] of the alerts that fired). `lease` true re-dates the window entry to now."""
         args: list = [len(thresholds), *(repr(t) for t in thresholds)]
         for rid, budgets, actual, windows in items:
             args += (rid, actual, len(budgets), len(windows))
             for b in budgets:
                 args.extend(b)
-            for name, member, weight in windows:
-                args += (f"{self.prefix}w:{name}", member, weight)
+            for name, member, weight, lease in windows:
+                args += (f"{self.prefix}w:{name}", member, weight, 1 if lease else 0)
         try:
             results = await self._settle(*args)
         except self.errors as exc:
