@@ -18,7 +18,9 @@ hiredis gives it); a connection that cannot be made, breaks, or receives nothing
 while its oldest command has waited that long (a large reply still arriving is not a timeout) fails every
 command in flight with `ConnectionError`, and the next command reconnects.
 No command is retried here: the caller decides (a script that may have run must not run twice).
-RESP2, no Redis Cluster, no pub/sub.
+RESP2, no Redis Cluster. Pub/sub only as far as a client-side-caching connection needs it: with `on_push`,
+a connection's published messages (["message", channel, payload]) go to `on_push(payload)` instead of a
+waiting command (cache/key_index.py).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ ReplyError = hiredis.ReplyError
 class _Conn(asyncio.Protocol):
     """One connection: the queue of commands awaiting replies, the write buffer, the watchdog."""
 
-    def __init__(self, timeout: float):
+    def __init__(self, timeout: float, on_push: Any = None):
         self.timeout = timeout
+        self.on_push = on_push
         self.reader = hiredis.Reader()
         self.waiting: deque[tuple[asyncio.Future, float]] = deque()
         self.out: list[bytes] = []
@@ -87,6 +90,9 @@ class _Conn(asyncio.Protocol):
         waiting = self.waiting
         try:
             while (reply := self.reader.gets()) is not False:
+                if self.on_push is not None and type(reply) is list and reply[:1] == [b"message"]:
+                    self.on_push(reply[2])
+                    continue
                 future = waiting.popleft()[0]
                 if not future.done():  # cancelled by its caller: the reply is read and dropped
                     future.set_result(reply)
@@ -116,7 +122,7 @@ pack = hiredis.pack_command
 
 
 class RedisClient:
-    def __init__(self, url: str, timeout: float = 0.25, connect_timeout: float = 1.0):
+    def __init__(self, url: str, timeout: float = 0.25, connect_timeout: float = 1.0, on_push: Any = None):
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} (redis://, rediss://, unix://)")
@@ -130,7 +136,7 @@ class RedisClient:
             self.hello.append(("AUTH", user, unquote(parts.password)) if user else ("AUTH", unquote(parts.password)))
         if db not in ("", "0"):
             self.hello.append(("SELECT", int(db)))
-        self.timeout, self.connect_timeout = timeout, connect_timeout
+        self.timeout, self.connect_timeout, self.on_push = timeout, connect_timeout, on_push
         self._conn: _Conn | None = None
         self._connecting: asyncio.Future | None = None
 
@@ -151,7 +157,7 @@ class RedisClient:
 
     async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
-        factory = lambda: _Conn(self.timeout)  # noqa: E731
+        factory = lambda: _Conn(self.timeout, self.on_push)  # noqa: E731
         opening = (loop.create_unix_connection(factory, self.unix) if self.unix else
                    loop.create_connection(factory, self.host, self.port, ssl=self.ssl))
         _, conn = await asyncio.wait_for(opening, self.connect_timeout)
@@ -162,6 +168,10 @@ class RedisClient:
                 raise ConnectionError(f"redis refused {cmd[0]}: {reply}")
         self._conn = conn
         return conn
+
+    async def connection(self) -> _Conn:
+        """The connection commands go to now (its `broken` is set once it fails; the next one is new)."""
+        return self._live() or await self._connection()
 
     async def execute(self, *args: Any) -> Any:
         conn = self._live() or await self._connection()

@@ -170,7 +170,7 @@ def _memory(cfg: Any) -> MemoryBackend:
 
 def _redis(cfg: Any):
     from hedgeway.cache.redis_backend import RedisBackend
-    return RedisBackend(cfg.redis_url, cfg.prefix, cfg.max_entries, cfg.ann)
+    return RedisBackend(cfg.redis_url, cfg.prefix, cfg.max_entries, cfg.ann, cfg.key_index)
 
 
 BACKENDS: dict[str, Callable[[Any], Any]] = {"memory": _memory, "redis": _redis}

@@ -12,6 +12,7 @@
       threshold: 0.95             # cosine; from `hedgeway cache calibrate` (QQP figures in bench/README.md)
       ttl: 3600                   # seconds an entry lives
       max_entries: 10000          # LRU bound (per process for memory, per prefix for redis)
+      key_index: true             # redis: exact misses without a round trip (cache/key_index.py)
       max_temperature: 1.0        # above it, no semantic hits (sampling makes different answers expected)
       semantic_above_max_temperature: false
       models:                     # per model name; unset fields inherit the section's
@@ -49,6 +50,9 @@ class CacheIn(Strict):
     threshold: float = Field(0.95, gt=0, le=1)
     ttl: float = Field(3600, gt=0)
     max_entries: int = Field(10_000, ge=1)
+    # redis backend: know every stored key from Redis's broadcast tracking, so an exact miss needs no round
+    # trip (cache/key_index.py); a store by another replica may be missed for well under a millisecond
+    key_index: bool = True
     # HNSW (usearch, in the `semantic` extra) for buckets of ≥ 4096 entries, built off the event loop;
     # off, or usearch not installed: exact search (entry.Bucket)
     ann: bool = True

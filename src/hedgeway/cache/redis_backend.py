@@ -9,7 +9,8 @@ Keys (all under `prefix`):
     {p}:lru           sorted set: exact key scored by last use (the size bound's eviction order)
     {p}:owner         hash: exact key -> its bucket (so eviction can remove the vector too)
 
-Lookup: one MGET reads the entry and the bucket's version together; no version means an empty bucket:
+Exact lookup: with the key index (key_index.py, `cache.key_index`), a key never stored is a miss without a
+round trip; otherwise one GET. Semantic lookup: one MGET reads the entry and the bucket's version together; no version means an empty bucket:
 a miss there embeds nothing. Pending entries: a miss in an empty bucket is stored with its text instead
 of a vector (nobody has embedded it). The first replica whose lookup searches that bucket embeds the
 pending texts along with its query and writes the vectors back (HSET the vector, HDEL the text field,
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from hedgeway.cache.entry import Bucket, Entry
+from hedgeway.cache.key_index import KeyIndex
 from hedgeway.redis_wire import RedisClient
 
 TEXT = "t:"  # hash field prefix of a pending entry's text
@@ -86,9 +88,11 @@ TIMEOUT = 1.0  # seconds without a reply byte while a command waits: then the lo
 
 
 class RedisBackend:
-    def __init__(self, url: str, prefix: str, max_entries: int, ann: bool = False):
+    def __init__(self, url: str, prefix: str, max_entries: int, ann: bool = False, key_index: bool = True):
         self.ann = ann
         self.redis = RedisClient(url, TIMEOUT, TIMEOUT)  # the request path's client (redis_wire.py)
+        self.index = (KeyIndex(url, f"{prefix}:e:", f"{prefix}:lru", self.redis, TIMEOUT, 4 * max_entries + 10_000)
+                      if key_index else None)
         self.p = prefix
         self.max_entries = max_entries
         self.local: dict[str, tuple[bytes | None, Bucket]] = {}  # bucket -> (version seen, vectors)
@@ -98,6 +102,8 @@ class RedisBackend:
         self._put = self.redis.script(PUT)
 
     async def get(self, key: str) -> Entry | None:
+        if self.index is not None and self.index.absent(key):
+            return None
         # The LRU touch rides along (XX: it only moves a key that is there), so a hit is one round trip.
         data, _ = await self.redis.execute_many([("GET", f"{self.p}:e:{key}"),
                                                  ("ZADD", f"{self.p}:lru", "XX", time.time(), key)])
@@ -219,6 +225,8 @@ class RedisBackend:
         size, old = await self._put(entry.dumps(), ms, time.time(), key, b, field, value, version,
                                     keys=(f"{self.p}:e:{key}", f"{self.p}:lru", f"{self.p}:owner",
                                           f"{self.p}:b:{b}", f"{self.p}:v:{b}"))
+        if self.index is not None:
+            self.index.add(key)
         if field:
             vec32 = None if vec is None else np.asarray(vec, dtype=np.float32)
             self._advance(bucket, old, version, lambda copy: copy.add(key, vec32) if vec32 is not None
@@ -252,4 +260,6 @@ class RedisBackend:
         self.local.clear()
 
     async def close(self) -> None:
+        if self.index is not None:
+            await self.index.close()
         await self.redis.close()
