@@ -19,6 +19,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import time
 
@@ -212,3 +215,28 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None
             pass
         time.sleep(0.1)
     raise AssertionError(f"the gateway on {port} is not ready")
+
+
+@pytest.fixture()
+def private_redis(tmp_path):
+    """A redis-server of the test's own on a free loopback port, for tests that stop (SIGSTOP) or kill it:
+    yields (url, process); resumed and terminated afterwards."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server binary not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        proc.wait(10)

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
 
-import pytest
 import redis
 
 from hedgeway.cache.key_index import KeyIndex
@@ -76,41 +72,24 @@ def test_a_lost_index_connection_sends_lookups_to_redis_until_it_is_back(prefix)
     asyncio.run(go())
 
 
-@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server binary not installed")
-def test_a_silent_redis_turns_the_index_off_within_its_keepalive_and_timeout(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
-        for _ in range(50):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+def test_a_silent_redis_turns_the_index_off_within_its_keepalive_and_timeout(private_redis):
+    url, proc = private_redis
 
-        async def go():
-            reader = RedisClient(url, 0.2, 0.2)
-            index = KeyIndex(url, "p:e:", "p:lru", reader, 0.2, 1000, keepalive=0.1)
-            index.absent("x")
-            await until(lambda: index.ready, 5)
-            os.kill(proc.pid, signal.SIGSTOP)
-            started = time.monotonic()
-            await until(lambda: not index.ready, 2)  # the keepalive PING found no answer
-            assert time.monotonic() - started < 1.0
-            assert not index.absent("x")  # off: the lookup would ask Redis
-            os.kill(proc.pid, signal.SIGCONT)
-            await until(lambda: index.ready, 10)
-            await index.close()
-            await reader.close()
-        asyncio.run(go())
-    finally:
+    async def go():
+        reader = RedisClient(url, 0.2, 0.2)
+        index = KeyIndex(url, "p:e:", "p:lru", reader, 0.2, 1000, keepalive=0.1)
+        index.absent("x")
+        await until(lambda: index.ready, 5)
+        os.kill(proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        await until(lambda: not index.ready, 2)  # the keepalive PING found no answer
+        assert time.monotonic() - started < 1.0
+        assert not index.absent("x")  # off: the lookup would ask Redis
         os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        proc.wait(10)
+        await until(lambda: index.ready, 10)
+        await index.close()
+        await reader.close()
+    asyncio.run(go())
 
 
 def test_an_index_grown_past_its_bound_reloads_from_the_lru_set(prefix):  # noqa: F811
