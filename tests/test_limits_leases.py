@@ -15,26 +15,16 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import require_service
 from hedgeway.errors import BudgetExceeded, LimitsUnavailable, RateLimited
 from hedgeway.limits.estimate import to_units
 from hedgeway.limits.periods import bounds
 from hedgeway.types import Principal, Usage
-from test_limits_support import REDIS_URL, delete_prefix, limiter, new_prefix, redis_available, run
+from test_limits_redis import prefix  # noqa: F401 - the fixture: a fresh key prefix, deleted after
+from test_limits_support import REDIS_URL, limiter, run
 
 MASTER = Principal(key_id="master")
 BODY = {"model": "cheap", "messages": [{"role": "user", "content": "x" * 30}], "max_tokens": 100}
 AMOUNT = to_units(Decimal(37 * 10 + 100 * 20) * Decimal("1.1") / 1_000_000)  # one request's reservation
-
-
-@pytest.fixture
-def prefix():
-    reason = redis_available()
-    if reason:
-        require_service("Redis", reason)
-    p = new_prefix()
-    yield p
-    run(delete_prefix(p))
 
 
 def leasing(prefix: str, requests: int = 8, seconds: float = 5.0, share: float = 1.0, **kw):
@@ -117,13 +107,11 @@ def test_a_lease_never_takes_more_than_its_share_of_the_room(prefix):
     run(main())
 
 
-@pytest.mark.parametrize("replicas", [4])
-def test_replicas_on_leases_never_overspend_and_never_refuse_with_room(prefix, replicas):
+def test_replicas_on_leases_never_overspend_and_never_refuse_with_room(prefix):
     """The budget race: more demand than budget, costs below the reservation, requests of random length.
     Settled spend never passes the limit, every admitted request is counted exactly once, and refusals
     come only once the settled spend leaves no room for one more reservation."""
-    cost = Decimal("0.000700")
-    limit = Decimal("0.25")
+    cost, limit, replicas = Decimal("0.000700"), Decimal("0.25"), 4
 
     async def main():
         lims = [leasing(prefix, requests=16, seconds=0.2, share=0.1, budget_wait=5,

@@ -16,7 +16,6 @@ between fail-closed and fail-open.
 
 from __future__ import annotations
 
-
 from hedgeway.limits.memory import Verdict
 
 COMMON = r"""
