@@ -10,12 +10,12 @@ Keys (all under `prefix`):
     {p}:owner         hash: exact key -> its bucket (so eviction can remove the vector too)
 
 Exact lookup: with the key index (key_index.py, `cache.key_index`), a key never stored is a miss without a
-round trip; otherwise one GET. Semantic lookup: one MGET reads the entry and the bucket's version together; no version means an empty bucket:
-a miss there embeds nothing. Pending entries: a miss in an empty bucket is stored with its text instead
-of a vector (nobody has embedded it). The first replica whose lookup searches that bucket embeds the
-pending texts along with its query and writes the vectors back (HSET the vector, HDEL the text field,
-new version), so every other replica then reads the vector instead of embedding it again; two replicas
-doing so at once both write the same vector. Hash fields starting "t:" never clash with an exact key
+round trip; otherwise one GET. Semantic lookup: one MGET reads the entry and the bucket's version together; no
+version means an empty bucket: a miss there embeds nothing. Pending entries: a miss in an empty bucket is
+stored with its text instead of a vector (nobody has embedded it). The first replica whose lookup searches
+that bucket embeds the pending texts along with its query and writes the vectors back (HSET the vector, HDEL
+the text field, new version), so every other replica then reads the vector instead of embedding it again; two
+replicas doing so at once both write the same vector. Hash fields starting "t:" never clash with an exact key
 (hex), and living in the bucket's hash they share its expiry, HKEYS and eviction.
 
 Search: the Redis 7.0 server here has no vector search (that needs Redis Stack / 8.x query engine), so
