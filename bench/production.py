@@ -13,6 +13,9 @@ unique, so a caching gateway is measured on misses):
     portkey     Portkey's gateway (Node), defaults (needs `npm install @portkey-ai/gateway@1.15.2` in
                 --portkey-dir)
     litellm     LiteLLM proxy, one worker, no database (needs /work/shared/bench/setup.sh peer)
+    production-noleases / production-noindex   production with budget and rate leases off
+                (limits.redis.lease.requests 0) / with the cache's key index off (cache.key_index false):
+                what each of the two costs or saves, in the same sitting
 
 usage: python bench/production.py [--targets minimal,production,semantic,mixed] [--repeats 3]
            [--duration 10] [--scenarios ns-c1,ns-c16,ns50-c64] [--bin .venv/bin/hedgeway]
@@ -59,6 +62,10 @@ def config(target: str, run: str, master: str) -> dict:
     cfg["cache"] = {"enabled": True, "backend": "redis", "redis_url": REDIS, "prefix": f"{run}:cache",
                     "embedder": "minilm" if target in ("semantic", "mixed") else "none",
                     "models": {"plain": {"enabled": False}}}
+    if target == "production-noleases":
+        cfg["limits"]["redis"]["lease"] = {"requests": 0}
+    if target == "production-noindex":
+        cfg["cache"]["key_index"] = False
     return cfg
 
 
@@ -113,7 +120,7 @@ def bench(a, label: str, url: str, auth: str, pid: int, extra: list[str], scenar
 
 
 def hedgeway(a, target: str, rep: int) -> None:
-    run = f"hwbench_{target}_{secrets.token_hex(3)}"
+    run = f"hwbench_{target.replace('-', '_')}_{secrets.token_hex(3)}"
     master = "sk-bench-" + secrets.token_hex(16)
     path = WORK / f"{run}.yaml"
     path.write_text(yaml.safe_dump(config(target, run, master)))
