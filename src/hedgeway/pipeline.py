@@ -67,7 +67,7 @@ class Gateway:
         spool = Spool(lc.spool_path, lc.url, lc.spool_max_bytes) if lc.spool_path else None
         self.ledger = BatchWriter(store, batch_size=lc.batch_size, flush_interval=lc.flush_interval, spool=spool)
         self.admission = build_admission(config)
-        self.overlap = config.limits.backend == "redis" and config.limits.redis.lease.requests <= 1  # _admit_lookup
+        self.overlap = config.limits.backend == "redis" and not config.limits.leasing  # see _admit_lookup
         self.admission.restore(store, self.auth.ring)
         self.redact = Redactor(config.secrets)
         self.tokens = TokenCounter()  # loaded by the first unreported usage, on its worker thread

@@ -96,15 +96,14 @@ class Limiter:
         self.local = MemoryStore(cfg.reservation_ttl, cfg.window)
         self.store = BACKENDS[cfg.backend](cfg) or self.local
         lease = cfg.redis.lease
-        self.leases = (Leases(lease.requests, lease.seconds, lease.share, self._give_back)
-                       if self.store is not self.local and lease.requests > 1 else None)
+        self.leases = Leases(lease.requests, lease.seconds, lease.share, self._give_back) if cfg.leasing else None
         self.alerter = Alerter(cfg.alerts)
         self.thresholds = list(cfg.alerts.thresholds)
         self.use: dict[tuple[str, str], tuple[int, int]] = {}  # (scope, period) -> (spent, limit) units
         self.counts = dict(backend_errors=0, fail_open=0, fail_closed=0, refused_budget=0, refused_rate=0,
                            refused_deployment=0, settle_failures=0)
         self._down_until = 0.0
-        self._down = False
+        self.down = False  # the shared store is in an outage (hedgeway_limits_backend_up)
         self._tasks: set[asyncio.Task] = set()
         self._pending: list[tuple[Ticket, tuple]] = []  # Redis settlements waiting for the flusher
         self._flusher: asyncio.Task | None = None
@@ -119,8 +118,8 @@ class Limiter:
         if time.monotonic() >= self._down_until:
             try:
                 verdict = await store.reserve(rid, budgets, windows, *lease)
-                if self._down:
-                    self._down = False
+                if self.down:
+                    self.down = False
                     log.warning("limits backend (redis) answers again; shared limits restored")
                 return verdict, store
             except StoreDown as exc:
@@ -135,8 +134,8 @@ class Limiter:
     def _outage(self, exc: Exception) -> None:
         self.counts["backend_errors"] += 1
         self._down_until = time.monotonic() + self.cfg.redis.retry_interval
-        if not self._down:
-            self._down = True
+        if not self.down:
+            self.down = True
             log.error("limits backend (redis) unavailable (%s); failing %s until it answers",
                       exc, "closed (503)" if self.cfg.fail == "closed" else "open (local limits)")
 

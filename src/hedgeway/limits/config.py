@@ -117,3 +117,8 @@ class LimitsIn(Strict):
     budget_wait: float = Field(10.0, ge=0)
     window: float = Field(60.0, ge=1)
     alerts: AlertsIn = AlertsIn()
+
+    @property
+    def leasing(self) -> bool:
+        """Admission on budget and rate leases (Redis backend, leases of more than one request)."""
+        return self.backend == "redis" and self.redis.lease.requests > 1

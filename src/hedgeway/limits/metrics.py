@@ -26,7 +26,7 @@ def render(lim: Any) -> str:
             ("hedgeway_limits_fail_open_total", "counter", lim.counts["fail_open"]),
             ("hedgeway_limits_fail_closed_total", "counter", lim.counts["fail_closed"]),
             ("hedgeway_limits_settle_failures_total", "counter", lim.counts["settle_failures"]),
-            ("hedgeway_limits_backend_up", "gauge", 0 if lim._down else 1),
+            ("hedgeway_limits_backend_up", "gauge", 0 if lim.down else 1),
             ("hedgeway_limits_leases_total", "counter", lim.leases.count if lim.leases is not None else 0),
             ("hedgeway_budget_alerts_total", "counter", lim.alerter.fired),
             ("hedgeway_budget_alert_webhook_failures_total", "counter", lim.alerter.failed)):
