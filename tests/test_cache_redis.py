@@ -169,3 +169,39 @@ def test_a_pending_entry_evicted_or_expired_before_its_vector_is_written_leaves_
         await ca.close()
         await b.close()
     asyncio.run(go())
+
+
+def test_stores_within_the_delay_leave_in_one_write(private_redis):
+    """Answers stored a few loop iterations apart (as concurrent requests finish) reach Redis in one write:
+    the server reads one command batch for all of them. Every one is then a hit."""
+    from hedgeway.cache.config import CacheIn
+    from hedgeway.cache.service import ResponseCache
+    from hedgeway.types import ChatRequest, Principal
+
+    url, _ = private_redis
+    server = redis.Redis.from_url(url)
+
+    def reads() -> int:
+        return server.info("stats")["total_reads_processed"]
+
+    async def go():
+        be = RedisBackend(url, "hw-batch", 100, key_index=False)
+        cache = ResponseCache(CacheIn(enabled=True), be, None)
+        principal = Principal("k1")
+        asks = [ChatRequest("m", {"model": "m", "temperature": 0,
+                                  "messages": [{"role": "user", "content": f"q{i}"}]}) for i in range(10)]
+        lookups = [await cache.lookup(principal, r) for r in asks]  # misses: one read each
+        assert all(lk.status == "miss" for lk in lookups)
+        before = reads()
+        for i, lk in enumerate(lookups):
+            cache.store(lk, entry(i).body, Usage(1, 1), Decimal("0.01"))
+            await asyncio.sleep(0)  # each in its own loop iteration, within the delay
+        await cache.drain()
+        assert reads() - before == 2  # the stores' write, and the INFO asking for the count
+        hits = [await cache.lookup(principal, r) for r in asks]
+        assert [lk.status for lk in hits] == ["hit-exact"] * 10
+        assert server.zcard("hw-batch:lru") == 10
+        await cache.close()
+
+    asyncio.run(go())
+    server.close()

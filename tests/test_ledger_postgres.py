@@ -152,6 +152,18 @@ def test_a_failing_batch_inserts_nothing(pg):
     assert len(pg.records()) == 1
 
 
+def test_a_batch_repeating_stored_rows_adds_only_the_new_ones(pg):
+    """A replayed batch (spool, or a retry after a commit whose reply was lost) holds rows already stored: the
+    straight COPY fails on the unique index, and the merge through the staging table adds the rest once."""
+    pg.write([rec(1), rec(2)])
+    pg.write([rec(2, status=500), rec(3)])
+    got = pg.records()
+    assert [r.request_id for r in got] == [rec(1).request_id, rec(2).request_id, rec(3).request_id]
+    assert got[1].status == 200  # the stored row is kept, not overwritten
+    pg.write([rec(4)])  # and the next batch goes straight in again
+    assert len(pg.records()) == 4
+
+
 def test_spend_sums_exactly(pg):
     pg.write([rec(i, cost=Decimal("0.1")) for i in range(3)])
     [row] = pg.spend(group_by=[])

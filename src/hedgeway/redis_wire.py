@@ -38,6 +38,25 @@ import hiredis
 ReplyError = hiredis.ReplyError
 
 
+class _Many:
+    """The waiter of several replies in a row: a future's interface, resolved with all of them."""
+    __slots__ = ("future", "n", "replies")
+
+    def __init__(self, future: asyncio.Future, n: int):
+        self.future, self.n, self.replies = future, n, []
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_result(self, reply: Any) -> None:
+        self.replies.append(reply)
+        if len(self.replies) == self.n:
+            self.future.set_result(self.replies)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.future.set_exception(exc)
+
+
 class _Conn(asyncio.Protocol):
     """One connection: the queue of commands awaiting replies, the write buffer, the watchdog."""
 
@@ -45,7 +64,7 @@ class _Conn(asyncio.Protocol):
         self.timeout = timeout
         self.on_push = on_push
         self.reader = hiredis.Reader()
-        self.waiting: deque[tuple[asyncio.Future, float]] = deque()
+        self.waiting: deque[tuple[asyncio.Future | _Many, float]] = deque()
         self.out: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.broken: Exception | None = None
@@ -56,18 +75,28 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, payload: bytes, count: int) -> list[asyncio.Future]:
+    def send(self, payload: bytes) -> asyncio.Future:
+        """Queue one command; the future of its reply."""
+        future = self.loop.create_future()
+        self._queue(payload, (future,))
+        return future
+
+    def send_many(self, payload: bytes, count: int) -> asyncio.Future:
+        """Queue `count` commands; one future for the list of their replies (no future per command)."""
+        many = _Many(self.loop.create_future(), count)
+        self._queue(payload, (many,) * count)
+        return many.future
+
+    def _queue(self, payload: bytes, waiters: tuple) -> None:
         if self.broken is not None:
             raise ConnectionError(f"redis connection lost: {self.broken}")
         if not self.out:
             self.loop.call_soon(self._flush)  # every command of this loop iteration leaves in one write
         self.out.append(payload)
         deadline = time.monotonic() + self.timeout
-        futures = [self.loop.create_future() for _ in range(count)]
-        self.waiting.extend((f, deadline) for f in futures)
+        self.waiting.extend((w, deadline) for w in waiters)
         if self.watchdog is None:
             self.watchdog = self.loop.call_later(self.timeout, self._watch)
-        return futures
 
     def _flush(self) -> None:
         if self.out and self.transport is not None and self.broken is None:
@@ -162,7 +191,7 @@ class RedisClient:
                    loop.create_connection(factory, self.host, self.port, ssl=self.ssl))
         _, conn = await asyncio.wait_for(opening, self.connect_timeout)
         for cmd in self.hello:
-            reply = await conn.send(pack(cmd), 1)[0]
+            reply = await conn.send(pack(cmd))
             if isinstance(reply, ReplyError):
                 conn.transport.abort()
                 raise ConnectionError(f"redis refused {cmd[0]}: {reply}")
@@ -175,7 +204,7 @@ class RedisClient:
 
     async def execute(self, *args: Any) -> Any:
         conn = self._live() or await self._connection()
-        reply = await conn.send(pack(args), 1)[0]
+        reply = await conn.send(pack(args))
         if isinstance(reply, ReplyError):
             raise reply
         return reply
@@ -183,14 +212,7 @@ class RedisClient:
     async def execute_many(self, commands: list[tuple]) -> list[Any]:
         """Several commands in one write; their replies in order (errors returned in place, not raised)."""
         conn = self._live() or await self._connection()
-        futures = conn.send(b"".join(map(pack, commands)), len(commands))
-        try:
-            return [await f for f in futures]  # replies come in order
-        except BaseException:
-            for f in futures:  # the connection failed them all: retrieve the rest (no "never retrieved" noise)
-                if f.done() and not f.cancelled():
-                    f.exception()
-            raise
+        return await conn.send_many(b"".join(map(pack, commands)), len(commands))
 
     def script(self, source: str) -> Script:
         return Script(self, source)

@@ -13,6 +13,9 @@ Contract (all async, may raise; the cache service turns errors into misses):
     put(key, entry, ttl, bucket, vec, text=None)    store (bucket None: exact only; vec None with text: a
                                                     pending entry, embedded when a lookup searches its
                                                     bucket); evicts LRU past the bound
+    put_many([(key, entry, ttl, bucket, vec, text)])   several puts at once (one round trip for Redis)
+    store_delay                                     seconds the cache service holds stores to send them
+                                                    together (0: the next loop iteration)
     close()
 """
 
@@ -52,6 +55,7 @@ class MemoryBackend:
         self.entries: OrderedDict[str, tuple[Entry, float, str | None]] = OrderedDict()  # key -> (entry, expires, bucket)
         self.buckets: dict[str, Bucket] = {}
         self.vectors: dict[str, np.ndarray] = {}  # key -> vector, for the snapshot
+        self.store_delay = 0.0  # nothing to share: stores land on the next loop iteration
         if path:
             self._load()
 
@@ -139,6 +143,11 @@ class MemoryBackend:
     async def put(self, key: str, entry: Entry, ttl: float, bucket: str | None, vec: np.ndarray | None,
                   text: str | None = None) -> None:
         self._put(key, entry, ttl, time.monotonic(), bucket, vec, text)
+
+    async def put_many(self, items: list[tuple]) -> None:
+        now = time.monotonic()
+        for key, entry, ttl, bucket, vec, text in items:
+            self._put(key, entry, ttl, now, bucket, vec, text)
 
     def _put(self, key: str, entry: Entry, ttl: float, now: float, bucket: str | None,
              vec: np.ndarray | None, text: str | None = None) -> None:

@@ -5,7 +5,7 @@ A hit is served as a new response (`wire.restamp`: its own id and creation time)
 lookup: bypass (caching off for the model, or `no_cache`) → exact key → semantic search in the
 request's fingerprint bucket (only when the model allows it, the embedder is on, and the temperature is
 within `max_temperature` unless `semantic_above_max_temperature`). Backend or embedder errors never fail
-a request: they are logged and counted, and the request is a miss. Stores run as background tasks.
+a request: they are logged and counted, and the request is a miss. Stores run in batches, in the background.
 
 Embedding only when there is something to compare with: the exact key and the bucket are looked up
 together (`backend.lookup`, one round trip), and a request whose bucket is empty — every first question
@@ -43,6 +43,14 @@ _BYPASS = Lookup("bypass")
 LAZY_MAX = 32  # pending texts embedded per lookup: bounds one lookup's work after a burst of first questions
 
 
+def _answers(body: bytes) -> bool:
+    """An answer worth caching: a JSON object with choices (not an error or an empty reply)."""
+    try:
+        return bool(orjson.loads(body).get("choices"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+
+
 @dataclass(slots=True)
 class Handle:
     key: str
@@ -58,6 +66,8 @@ class ResponseCache:
         self.cfg, self.backend, self.embedder = cfg, backend, embedder
         self._policies: dict[str, ModelPolicy] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._batch: list[tuple[Handle, Entry, bool]] = []  # stores waiting for the next batch (_queue)
+        self._timer: asyncio.TimerHandle | None = None
         self.errors = 0
 
     def policy(self, model: str) -> ModelPolicy:
@@ -136,20 +146,11 @@ class ResponseCache:
         return replay(hit.body, req.include_usage)
 
     def store(self, lookup: Lookup, body: bytes, usage: Usage, cost: Decimal) -> None:
+        """Queue an answer for the next batch of stores (the body is checked for choices then: after the
+        client has it, not before)."""
         h: Handle | None = lookup.handle
-        if h is None or not h.store:
-            return
-        self._spawn(self._put_answer(h, Entry(body, usage, cost)))
-
-    async def _put_answer(self, h: Handle, entry: Entry) -> None:
-        """Store an answer that has choices. In the background task: the pipeline calls `store` before it
-        writes the response, so the body is parsed after the client has it, not before."""
-        try:
-            ok = bool(orjson.loads(entry.body).get("choices"))
-        except (orjson.JSONDecodeError, AttributeError):
-            ok = False
-        if ok:
-            await self.backend.put(*self._put_args(h, entry))
+        if h is not None and h.store:
+            self._queue(h, Entry(body, usage, cost), True)
 
     def store_stream(self, lookup: Lookup, chunks: list[bytes], usage: Usage, cost: Decimal) -> None:
         h: Handle | None = lookup.handle
@@ -157,7 +158,23 @@ class ResponseCache:
             return
         body = assemble(chunks)
         if body is not None:
-            self._spawn(self.backend.put(*self._put_args(h, Entry(body, usage, cost))))
+            self._queue(h, Entry(body, usage, cost), False)
+
+    def _queue(self, h: Handle, entry: Entry, check: bool) -> None:
+        """Stores leave in batches, `backend.store_delay` after the first: one task and (Redis) one write for
+        all of them instead of one each."""
+        if not self._batch:
+            self._timer = asyncio.get_running_loop().call_later(self.backend.store_delay, self._send)
+        self._batch.append((h, entry, check))
+
+    def _send(self) -> None:
+        batch, self._batch, self._timer = self._batch, [], None
+        self._spawn(self._put(batch))
+
+    async def _put(self, batch: list[tuple[Handle, Entry, bool]]) -> None:
+        items = [self._put_args(h, entry) for h, entry, check in batch if not check or _answers(entry.body)]
+        if items:
+            await self.backend.put_many(items)
 
     @staticmethod
     def _put_args(h: Handle, entry: Entry) -> tuple:
@@ -177,6 +194,9 @@ class ResponseCache:
 
     async def drain(self) -> None:
         """Wait for pending stores (tests, benchmarks, shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._send()
         while self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
 
