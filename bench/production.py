@@ -18,7 +18,9 @@ unique, so a caching gateway is measured on misses):
                 what each of the two costs or saves, in the same sitting
 
 usage: python bench/production.py [--targets minimal,production,semantic,mixed] [--repeats 3]
-           [--duration 10] [--scenarios ns-c1,ns-c16,ns50-c64] [--bin .venv/bin/hedgeway]
+           [--duration 10] [--scenarios ns-c1,ns-c16,ns50-c64] [--bin .venv/bin/hedgeway] [--before BIN]
+With --before, every Hedgeway target also runs from BIN (another build: a change measured against what it
+changes, in the same sitting), labelled `<target>-before`.
 Writes bench/results/production-<date>.md (the summarize.py table plus RSS after load).
 Each production target gets its own PostgreSQL schema and Redis prefix, dropped afterwards.
 """
@@ -119,18 +121,18 @@ def bench(a, label: str, url: str, auth: str, pid: int, extra: list[str], scenar
     subprocess.run(cmd, check=True)
 
 
-def hedgeway(a, target: str, rep: int) -> None:
+def hedgeway(a, target: str, rep: int, bin: str, tag: str) -> None:
     run = f"hwbench_{target.replace('-', '_')}_{secrets.token_hex(3)}"
     master = "sk-bench-" + secrets.token_hex(16)
     path = WORK / f"{run}.yaml"
     path.write_text(yaml.safe_dump(config(target, run, master)))
-    proc = subprocess.Popen(["taskset", "-c", "1", a.bin, "serve", "--config", str(path), "--port", str(PORT)],
+    proc = subprocess.Popen(["taskset", "-c", "1", bin, "serve", "--config", str(path), "--port", str(PORT)],
                             stdout=open(WORK / f"{run}.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_up(f"http://127.0.0.1:{PORT}/healthz", proc)
         auth = master
         if target != "minimal":
-            out = subprocess.run([a.bin, "keys", "create", "--config", str(path), "--budget", "100000/monthly",
+            out = subprocess.run([bin, "keys", "create", "--config", str(path), "--budget", "100000/monthly",
                                   "--rpm", "100000000", "--json"], check=True, capture_output=True, text=True)
             auth = json.loads(out.stdout)["key"]
             time.sleep(1)  # the key ring's poll picks the new key up
@@ -141,12 +143,12 @@ def hedgeway(a, target: str, rep: int) -> None:
                                      f"-d{int(a.duration * 3 + 30)}s", "-s", str(HARNESS / "chat.lua"), url],
                                     env=env, stdout=subprocess.DEVNULL, start_new_session=True)
             try:
-                bench(a, "mixed" + a.tag, url, auth, proc.pid, [], scenarios="ns-c1,ns-c16", model="plain")
+                bench(a, "mixed" + tag, url, auth, proc.pid, [], scenarios="ns-c1,ns-c16", model="plain")
             finally:
                 stop(load)
         else:
-            bench(a, target + a.tag, url, auth, proc.pid, [])
-        a.rss.setdefault(target + a.tag, []).append(rss_mb(proc.pid))
+            bench(a, target + tag, url, auth, proc.pid, [])
+        a.rss.setdefault(target + tag, []).append(rss_mb(proc.pid))
     finally:
         stop(proc)
         cleanup(run)
@@ -193,28 +195,36 @@ def main() -> int:
     ap.add_argument("--semantic-load", type=int, default=4, help="connections of the semantic load in `mixed`")
     ap.add_argument("--bin", default=shutil.which("hedgeway") or str(HERE.parent / ".venv/bin/hedgeway"))
     ap.add_argument("--portkey-dir", default="/tmp/portkey")
-    ap.add_argument("--tag", default="", help="appended to the Hedgeway targets' labels (e.g. --tag=-before with --bin)")
+    ap.add_argument("--tag", default="", help="appended to the Hedgeway targets' labels")
+    ap.add_argument("--before", help="another build's hedgeway executable: every Hedgeway target runs from it too")
     a = ap.parse_args()
     a.runs, a.rss = WORK / f"production-{time.strftime('%Y%m%d-%H%M%S')}.jsonl", {}
     WORK.mkdir(parents=True, exist_ok=True)
     targets = [t for t in a.targets.split(",") if t]
     labels = [t if t in ("litellm", "portkey") else t + a.tag for t in targets]
     runners = {"litellm": litellm, "portkey": portkey}
+    if a.before:
+        labels += [t + a.tag + "-before" for t in targets if t not in runners]
     subprocess.run([str(HARNESS / "start_mock.sh"), "0"], check=True)
     try:
         for rep in range(1, a.repeats + 1):  # targets take turns, so drift in machine load hits all alike
             bench(a, "direct", MOCK, "sk-bench", 0, ["--d50-path", "/d50/v1/chat/completions"])
             for t in targets:
-                runners.get(t, lambda a, rep, t=t: hedgeway(a, t, rep))(a, rep)
+                if t in runners:
+                    runners[t](a, rep)
+                    continue
+                hedgeway(a, t, rep, a.bin, a.tag)
+                if a.before:
+                    hedgeway(a, t, rep, a.before, a.tag + "-before")
     finally:
         subprocess.run([str(HARNESS / "stop_all.sh")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     table = subprocess.run([sys.executable, str(HARNESS / "summarize.py"), str(a.runs), "--base", "direct",
                             "--targets", ",".join(labels), "--md"], capture_output=True, text=True).stdout
     rss = ", ".join(f"{t} {sorted(v)[len(v) // 2]:.0f} MB" for t, v in a.rss.items())
-    out = HERE / "results" / f"production{a.tag}-{time.strftime('%F')}.md"
+    out = HERE / "results" / f"production{a.tag}{'-ab' if a.before else ''}-{time.strftime('%F')}.md"
     out.write_text(f"# Production path, one sitting ({time.strftime('%F %T %Z')})\n\n"
                    f"- command: `python bench/production.py --targets {a.targets} --repeats {a.repeats} --tag '{a.tag}' "
-                   f"--duration {a.duration:g} --scenarios {a.scenarios}`\n"
+                   f"--duration {a.duration:g} --scenarios {a.scenarios}{' --before ' + a.before if a.before else ''}`\n"
                    f"- machine: {os.cpu_count()} cores, load before the run {os.getloadavg()[0]:.1f}; every body unique"
                    f" (cache misses); mixed = model `plain` while {a.semantic_load} connections of semantic "
                    f"traffic run on `fast`\n- RSS after load (median): {rss}\n\n{table}")

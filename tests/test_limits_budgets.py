@@ -108,6 +108,14 @@ def test_principal_budgets_and_model_access(make):
         lim.settle(t, Usage(17, 5), Decimal("0.0002"))
         await asyncio.sleep(0.05)
         await lim.admit(p, "cheap", body())
+        with pytest.raises(PermissionDenied):  # still refused once its rules are remembered
+            await lim.admit(p, "pricey", body())
+        # The key edited (a key ring reload makes a new principal): its new rules apply at once.
+        edited = Principal(key_id="k1", team="t1", models=frozenset({"cheap", "pricey"}),
+                           budgets=(Budget("key:k1", Decimal("0.01"), "daily"),))
+        with pytest.raises(BudgetExceeded) as exc:
+            await lim.admit(edited, "cheap", body())
+        assert "$0.01" in exc.value.message
         await lim.close()
     run(main())
 

@@ -27,7 +27,7 @@ from functools import lru_cache
 from itertools import count
 from typing import Any, Callable
 
-from hedgeway.errors import BudgetExceeded, LimitsUnavailable, PermissionDenied, RateLimited, UpstreamRateLimited
+from hedgeway.errors import BudgetExceeded, LimitsUnavailable, RateLimited, UpstreamRateLimited
 from hedgeway.limits.alerts import Alerter, payload
 from hedgeway.limits.config import LimitsIn
 from hedgeway.limits.estimate import Estimator, fmt_usd, max_prices, to_units, to_usd
@@ -37,10 +37,10 @@ from hedgeway.limits.metrics import render
 from hedgeway.limits.periods import bounds, iso
 from hedgeway.limits.redis_store import RedisStore, StoreDown
 from hedgeway.limits.restore import current_spend
+from hedgeway.limits.rules import RulesMemo
 from hedgeway.types import Budget, Deployment, Principal, RateLimit, Usage
 
 log = logging.getLogger("hedgeway.limits")
-_NO_PRICE = (Decimal(0), Decimal(0))
 SETTLE_RETRIES = (0.2, 1.0, 3.0)
 SETTLE_BATCH = 256  # settlements per script call: bounds how long one call holds Redis
 
@@ -97,6 +97,7 @@ class Limiter:
         self.store = BACKENDS[cfg.backend](cfg) or self.local
         lease = cfg.redis.lease
         self.leases = Leases(lease.requests, lease.seconds, lease.share, self._give_back) if cfg.leasing else None
+        self.rules = RulesMemo(self)
         self.alerter = Alerter(cfg.alerts)
         self.thresholds = list(cfg.alerts.thresholds)
         self.use: dict[tuple[str, str], tuple[int, int]] = {}  # (scope, period) -> (spent, limit) units
@@ -150,37 +151,32 @@ class Limiter:
 
     # --- admission ---
     async def admit(self, principal: Principal, model: str, body: dict[str, Any]) -> Ticket | None:
-        if principal.models is not None and model not in principal.models:
-            raise PermissionDenied(f"This key is not allowed to use model '{model}'.", param="model",
-                                   code="model_not_allowed")
-        budgets = principal.budgets + self.global_budgets if principal.budgets else self.global_budgets
-        limits = self.model_limits.get(model, ())
-        if principal.limits:
-            limits = principal.limits + limits
-        if not budgets and not limits and model not in self.dep_limited:
+        rules = self.rules.rules(principal, model)
+        if rules is None:
             return None
+        budgets = rules.budgets
         prompt = self.est.prompt_tokens(body)
         out, given = self.est.output_tokens(body)
         ticket = Ticket(f"{self._prefix}-{next(self._ids):x}", budgets, tokens=prompt + (out if given else 0),
                         store=self.local, out=out if budgets else 0)
-        if not budgets and not limits:
+        if not budgets and not rules.windows:
             return ticket  # only deployment limits: nothing to reserve yet
-        inp, outp = self.prices.get(model, _NO_PRICE)
+        inp, outp = rules.price
         amount = to_units((prompt * inp + out * outp) * self.margin)
         n = self.leases.requests if self.leases is not None else 1  # a lease asks for n requests' worth
-        bspecs = [(b.scope, b.period, _units(b.limit), amount, amount * n) for b in budgets]
+        bspecs = [(scope, period, limit, amount, amount * n) for scope, period, limit in rules.bases]
         wspecs = []
-        for lim in limits:
-            if lim.rpm:
-                wspecs.append((f"{lim.scope}:rpm", lim.rpm, 1, n))
-            if lim.tpm:
-                name, weight = f"{lim.scope}:tpm", min(ticket.tokens, lim.tpm)
-                wspecs.append((name, lim.tpm, weight, weight * n))
+        for name, limit, tokens in rules.windows:
+            if tokens:
+                weight = min(ticket.tokens, limit)
+                wspecs.append((name, limit, weight, weight * n))
                 ticket.tpm.append(name)
+            else:
+                wspecs.append((name, limit, 1, n))
         deadline, delay = 0.0, 0.02
         while True:
             if self.leases is not None:
-                verdict, store = await self._leased(ticket, bspecs, wspecs)
+                verdict, store = await self._leased(ticket, rules.items, bspecs, wspecs)
             else:
                 verdict, store = await self._reserve(ticket.rid, bspecs, wspecs)
             if verdict.ok:
@@ -207,11 +203,10 @@ class Limiter:
             self.counts["refused_budget"] += 1
             raise self._exceeded(budgets[verdict.budget], verdict, amount)
 
-    async def _leased(self, ticket: Ticket, bspecs: list, wspecs: list) -> tuple[Verdict, Any]:
+    async def _leased(self, ticket: Ticket, items: tuple[str, ...], bspecs: list, wspecs: list) -> tuple[Verdict, Any]:
         """Admission on this replica's leases; when they lack room, this request's reservation asks Redis for
         new ones (one request per set of budgets and windows at a time: the others wait for its leases)."""
         leases = self.leases
-        items = tuple(f"b:{s[0]}:{s[1]}" for s in bspecs) + tuple(f"w:{s[0]}" for s in wspecs)
         amounts = [s[3] for s in bspecs] + [s[2] for s in wspecs]
         while True:
             taken = leases.take(items, amounts)
