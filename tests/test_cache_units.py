@@ -7,7 +7,10 @@ import threading
 from decimal import Decimal
 
 import numpy as np
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hedgeway.cache.backends import MemoryBackend
 from hedgeway.cache.config import CacheIn, ModelPolicy
@@ -172,3 +175,16 @@ def test_large_bucket_switches_to_hnsw_and_agrees_with_exact_search(monkeypatch)
     # the half-precision index only proposes candidates: the similarity is exact search's, to the float32 bit
     assert k == "k5" and sim == float(v[5] @ q) and b.candidates(q, 0.999) == []
     assert b._ann.dtype.name == "F16"
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=400), usage=st.tuples(*[st.integers(0, 10**9)] * 4),
+       cost=st.decimals(min_value=0, max_value=10**6, allow_nan=False, allow_infinity=False, places=12))
+def test_a_stored_entry_reads_back_whole_in_either_format(body, usage, cost):
+    """Any body (newlines, spaces, bytes that are not UTF-8) comes back byte for byte with its usage and exact
+    cost; an entry in the earlier JSON form (a rolling upgrade, a snapshot) still reads."""
+    entry = Entry(body, Usage(*usage), cost)
+    assert Entry.loads(entry.dumps()) == entry
+    text = body.decode("utf-8", "replace")
+    legacy = orjson.dumps({"body": text, "cost": str(cost), "usage": list(usage)})
+    assert Entry.loads(legacy) == Entry(text.encode(), Usage(*usage), cost)

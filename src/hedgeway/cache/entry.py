@@ -22,14 +22,20 @@ class Entry:
     cost: Decimal
 
     def dumps(self) -> bytes:
+        """The stored form: a header line ("e1", the usage, the cost), then the body as it is: the answer is
+        most of the bytes, and re-encoding it as a JSON string cost more than everything else in a store."""
         u = self.usage
-        return orjson.dumps({"body": self.body.decode(), "cost": str(self.cost),
-                             "usage": [u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens]})
+        return b"e1 %d %d %d %d %s\n" % (u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens,
+                                         str(self.cost).encode()) + self.body
 
     @classmethod
     def loads(cls, data: bytes) -> Entry:
-        obj = orjson.loads(data)
-        return cls(obj["body"].encode(), Usage(*obj["usage"]), Decimal(obj["cost"]))
+        if data[:3] != b"e1 ":  # JSON: stored by an earlier version (a rolling upgrade, a snapshot)
+            obj = orjson.loads(data)
+            return cls(obj["body"].encode(), Usage(*obj["usage"]), Decimal(obj["cost"]))
+        head, _, body = data.partition(b"\n")
+        _, p, c, cached, written, cost = head.split(b" ")
+        return cls(body, Usage(int(p), int(c), int(cached), int(written)), Decimal(cost.decode()))
 
 
 log = logging.getLogger("hedgeway.cache")

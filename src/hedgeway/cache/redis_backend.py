@@ -220,20 +220,22 @@ class RedisBackend:
         await self.put_many([(key, entry, ttl, bucket, vec, text)])
 
     async def put_many(self, items: list[tuple]) -> None:
-        """Store several entries in one write: each exact-only one as a plain SET and ZADD (it has no bucket,
-        owner or version to keep in step, so no script), each semantic one by the PUT script; then evict
-        past the bound once."""
+        """Store several entries in one write: each exact-only one as a plain SET, with one ZADD for all of them
+        (they have no bucket, owner or version to keep in step, so no script), each semantic one by the PUT
+        script; then evict past the bound once."""
         now, lru = time.time(), f"{self.p}:lru"
         plain: list[tuple] = []
+        ranks: list[Any] = []  # one ZADD for every plain entry: (score, member) pairs
         semantic = []
         for key, entry, ttl, bucket, vec, text in items:
             ms = max(int(ttl * 1000), 1)
             if bucket is None or (vec is None and text is None):
-                plain += (("SET", f"{self.p}:e:{key}", entry.dumps(), "PX", ms), ("ZADD", lru, now, key))
+                plain.append(("SET", f"{self.p}:e:{key}", entry.dumps(), "PX", ms))
+                ranks += (now, key)
             else:
                 semantic.append(self._put_semantic(key, entry, ms, now, bucket, vec, text))
         if plain:
-            plain.append(("ZCARD", lru))
+            plain += (("ZADD", lru, *ranks), ("ZCARD", lru))
             semantic.append(self._send(plain))
         sizes = await (semantic[0] if len(semantic) == 1 else asyncio.gather(*semantic))
         if self.index is not None:
