@@ -16,6 +16,7 @@ unique, so a caching gateway is measured on misses):
     production-noleases / production-noindex   production with budget and rate leases off
                 (limits.redis.lease.requests 0) / with the cache's key index off (cache.key_index false):
                 what each of the two costs or saves, in the same sitting
+    production-lease128  production with leases of 128 requests (the default is 32)
 
 usage: python bench/production.py [--targets minimal,production,semantic,mixed] [--repeats 3]
            [--duration 10] [--scenarios ns-c1,ns-c16,ns50-c64] [--bin .venv/bin/hedgeway] [--before BIN]
@@ -66,6 +67,8 @@ def config(target: str, run: str, master: str) -> dict:
                     "models": {"plain": {"enabled": False}}}
     if target == "production-noleases":
         cfg["limits"]["redis"]["lease"] = {"requests": 0}
+    if target == "production-lease128":
+        cfg["limits"]["redis"]["lease"] = {"requests": 128}
     if target == "production-noindex":
         cfg["cache"]["key_index"] = False
     return cfg

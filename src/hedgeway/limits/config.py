@@ -3,7 +3,7 @@
     limits:
       backend: redis                     # memory (one process, the default) | redis (shared by replicas)
       redis: {url: os.environ/REDIS_URL, prefix: "hedgeway:", timeout: 0.25}   # one multiplexed connection
-      # redis.lease: {requests: 128, seconds: 1, share: 0.05}  # leases (leases.py); requests: 0 turns them off
+      # redis.lease: {requests: 32, seconds: 1, share: 0.05}  # leases (leases.py); requests: 0 turns them off
       fail: closed                       # redis unreachable: closed (503) | open (local in-memory limits)
       budgets: [{limit: "500.00", period: monthly}]          # global budgets (scope "global")
       models: {gpt-4o: {rpm: 60, tpm: 200000}}               # per logical model name (scope "model:<name>")
@@ -53,7 +53,7 @@ class RateIn(Strict):
 
 
 class LeaseIn(Strict):
-    requests: int = Field(128, ge=0)  # a lease asks for this many requests' worth; 0 or 1: no leases
+    requests: int = Field(32, ge=0)  # a lease asks for this many requests' worth; 0 or 1: no leases
     seconds: float = Field(1.0, gt=0, le=60)  # a lease admits for at most this long
     share: float = Field(0.05, gt=0, le=1)  # and never holds more than this share of the room left
 
