@@ -171,9 +171,9 @@ def test_a_pending_entry_evicted_or_expired_before_its_vector_is_written_leaves_
     asyncio.run(go())
 
 
-def test_stores_within_the_delay_leave_in_one_write(private_redis):
-    """Answers stored a few loop iterations apart (as concurrent requests finish) reach Redis in one write:
-    the server reads one command batch for all of them. Every one is then a hit."""
+def test_the_stores_of_one_loop_iteration_leave_as_one_batch(private_redis):
+    """Answers stored in the same loop iteration (requests that ended together) reach Redis as one batch: a
+    SET each, one ZADD and one ZCARD for all of them, in one write. Every one is then a hit."""
     from hedgeway.cache.config import CacheIn
     from hedgeway.cache.service import ResponseCache
     from hedgeway.types import ChatRequest, Principal
@@ -181,8 +181,9 @@ def test_stores_within_the_delay_leave_in_one_write(private_redis):
     url, _ = private_redis
     server = redis.Redis.from_url(url)
 
-    def reads() -> int:
-        return server.info("stats")["total_reads_processed"]
+    def stats() -> tuple[int, dict[str, int]]:
+        calls = {k[len("cmdstat_"):]: v["calls"] for k, v in server.info("commandstats").items()}
+        return server.info("stats")["total_reads_processed"], calls
 
     async def go():
         be = RedisBackend(url, "hw-batch", 100, key_index=False)
@@ -192,12 +193,14 @@ def test_stores_within_the_delay_leave_in_one_write(private_redis):
                                   "messages": [{"role": "user", "content": f"q{i}"}]}) for i in range(10)]
         lookups = [await cache.lookup(principal, r) for r in asks]  # misses: one read each
         assert all(lk.status == "miss" for lk in lookups)
-        before = reads()
+        server.config_resetstat()
+        reads = stats()[0]
         for i, lk in enumerate(lookups):
             cache.store(lk, entry(i).body, Usage(1, 1), Decimal("0.01"))
-            await asyncio.sleep(0)  # each in its own loop iteration, within the delay
         await cache.drain()
-        assert reads() - before == 2  # the stores' write, and the INFO asking for the count
+        after, calls = stats()
+        assert after - reads == 3  # the stores' write, and the two INFO calls asking for the counts
+        assert (calls["set"], calls["zadd"], calls["zcard"]) == (10, 1, 1)
         hits = [await cache.lookup(principal, r) for r in asks]
         assert [lk.status for lk in hits] == ["hit-exact"] * 10
         assert server.zcard("hw-batch:lru") == 10

@@ -14,8 +14,6 @@ Contract (all async, may raise; the cache service turns errors into misses):
                                                     pending entry, embedded when a lookup searches its
                                                     bucket); evicts LRU past the bound
     put_many([(key, entry, ttl, bucket, vec, text)])   several puts at once (one round trip for Redis)
-    store_delay                                     seconds the cache service holds stores to send them
-                                                    together (0: the next loop iteration)
     close()
 """
 
@@ -55,7 +53,6 @@ class MemoryBackend:
         self.entries: OrderedDict[str, tuple[Entry, float, str | None]] = OrderedDict()  # key -> (entry, expires, bucket)
         self.buckets: dict[str, Bucket] = {}
         self.vectors: dict[str, np.ndarray] = {}  # key -> vector, for the snapshot
-        self.store_delay = 0.0  # nothing to share: stores land on the next loop iteration
         if path:
             self._load()
 

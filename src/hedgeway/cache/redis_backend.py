@@ -98,10 +98,6 @@ class RedisBackend:
         self._steps: dict[str, dict[bytes, tuple[bytes, Any]]] = {}  # bucket -> own writes (_advance)
         self._past: dict[str, set[bytes]] = {}  # bucket -> versions its copy has moved past (_advance)
         self._put = self.redis.script(PUT)
-        # Stores wait this long for the others (service.py): one write, one reply and one Redis event for all
-        # of them instead of one each, each costing tens of µs of CPU on both ends. The price: a replica that
-        # asks for the key within these milliseconds misses it and calls upstream once more.
-        self.store_delay = 0.002
 
     async def get(self, key: str) -> Entry | None:
         if self.index is not None and self.index.absent(key):

@@ -66,8 +66,8 @@ class ResponseCache:
         self.cfg, self.backend, self.embedder = cfg, backend, embedder
         self._policies: dict[str, ModelPolicy] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._batch: list[tuple[Handle, Entry, bool]] = []  # stores waiting for the next batch (_queue)
-        self._timer: asyncio.TimerHandle | None = None
+        self._batch: list[tuple[Handle, Entry, bool]] = []  # this loop iteration's stores (_queue)
+        self._sending: asyncio.Handle | None = None
         self.errors = 0
 
     def policy(self, model: str) -> ModelPolicy:
@@ -161,14 +161,16 @@ class ResponseCache:
             self._queue(h, Entry(body, usage, cost), False)
 
     def _queue(self, h: Handle, entry: Entry, check: bool) -> None:
-        """Stores leave in batches, `backend.store_delay` after the first: one task and (Redis) one write for
-        all of them instead of one each."""
+        """The stores of one loop iteration leave together, on the next: one task and one `put_many` (for
+        Redis, one write and one ZADD) for all of them instead of one each. Under load, an iteration ends
+        many requests. Holding stores for a few ms to gather more was measured slower: its timer wakes an
+        idle loop, and at concurrency 16 it cost a quarter of the throughput."""
         if not self._batch:
-            self._timer = asyncio.get_running_loop().call_later(self.backend.store_delay, self._send)
+            self._sending = asyncio.get_running_loop().call_soon(self._send)
         self._batch.append((h, entry, check))
 
     def _send(self) -> None:
-        batch, self._batch, self._timer = self._batch, [], None
+        batch, self._batch, self._sending = self._batch, [], None
         self._spawn(self._put(batch))
 
     async def _put(self, batch: list[tuple[Handle, Entry, bool]]) -> None:
@@ -194,8 +196,8 @@ class ResponseCache:
 
     async def drain(self) -> None:
         """Wait for pending stores (tests, benchmarks, shutdown)."""
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
             self._send()
         while self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
