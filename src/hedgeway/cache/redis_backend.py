@@ -219,6 +219,8 @@ class RedisBackend:
         """Store several entries in one write: each exact-only one as a plain SET, with one ZADD for all of them
         (they have no bucket, owner or version to keep in step, so no script), each semantic one by the PUT
         script; then evict past the bound once."""
+        if not items:
+            return
         now, lru = time.time(), f"{self.p}:lru"
         plain: list[tuple] = []
         ranks: list[Any] = []  # one ZADD for every plain entry: (score, member) pairs
