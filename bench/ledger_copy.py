@@ -19,7 +19,7 @@ import uuid
 from decimal import Decimal
 
 from hedgeway.ledger.base import RECORD_FIELDS, Record
-from hedgeway.ledger.postgres import _COPY, _COPY_DIRECT, _MERGE, _STAGE, PostgresStore
+from hedgeway.ledger.postgres import PostgresStore
 from hedgeway.ledger.query import COLUMNS, record_values
 
 INSERT = (f"INSERT INTO requests ({COLUMNS}) VALUES ({', '.join(['%s'] * len(RECORD_FIELDS))}) "
@@ -62,27 +62,8 @@ def main() -> None:
                 cur.executemany(INSERT, batch)
         store._run(go, retry=False)
 
-    def staged(batch: list[list]) -> None:
-        def go(conn):
-            if store._staged is not conn:  # once per connection, as the store does
-                conn.execute(_STAGE)
-                store._staged = conn
-            with conn.transaction(), conn.cursor() as cur:
-                with cur.copy(_COPY) as copy:
-                    for row in batch:
-                        copy.write_row(row)
-                cur.execute(_MERGE)
-        store._run(go, retry=False)
-
-    def straight(batch: list[list]) -> None:
-        def go(conn):
-            with conn.cursor() as cur, cur.copy(_COPY_DIRECT) as copy:
-                for row in batch:
-                    copy.write_row(row)
-        store._run(go, retry=False)
-
-    methods = (("executemany", executemany), ("COPY staged + INSERT … SELECT", staged),
-               ("COPY straight (autocommit)", straight))
+    methods = (("executemany", executemany), ("COPY staged + INSERT … SELECT", store.merge_rows),
+               ("COPY straight (autocommit)", store.copy_rows))
     try:
         print("| batch | method | client CPU µs/row | server CPU µs/row | wall µs/row |\n|---|---|---|---|---|")
         for size in (10, 50, 100, 250):

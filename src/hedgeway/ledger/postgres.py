@@ -157,17 +157,25 @@ class PostgresStore:
             self.write_rows([record_values(r) for r in records])
 
     def write_rows(self, rows: list[list]) -> None:
-        """`write` for rows already in RECORD_FIELDS order (query.record_values). First straight into the
-        table, one COPY on the autocommit connection (its own transaction): the cheapest write for both
-        ends. A batch holding a request_id already stored (a spool replay, a retry after a commit whose
-        reply was lost) fails whole on the unique index; it then goes through the staging table, and
-        INSERT … ON CONFLICT DO NOTHING skips the rows already there."""
-        def direct(conn: psycopg.Connection) -> None:
+        """`write` for rows already in RECORD_FIELDS order (query.record_values): `copy_rows`, the cheapest
+        write for both ends; a batch holding a request_id already stored (a spool replay, a retry after a
+        commit whose reply was lost) fails whole on the unique index and then goes through `merge_rows`."""
+        try:
+            self.copy_rows(rows)
+        except psycopg.errors.UniqueViolation:
+            self.merge_rows(rows)
+
+    def copy_rows(self, rows: list[list]) -> None:
+        """One COPY straight into the table on the autocommit connection (its own transaction)."""
+        def go(conn: psycopg.Connection) -> None:
             with conn.cursor() as cur, cur.copy(_COPY_DIRECT) as copy:
                 for row in rows:
                     copy.write_row(row)
+        self._run(go, retry=False)  # the BatchWriter retries; retrying here too could double-insert
 
-        def merge(conn: psycopg.Connection) -> None:
+    def merge_rows(self, rows: list[list]) -> None:
+        """COPY into the staging table, then INSERT … ON CONFLICT DO NOTHING: rows already stored are skipped."""
+        def go(conn: psycopg.Connection) -> None:
             if self._staged is not conn:  # the staging table lives as long as its connection
                 conn.execute(_STAGE)
                 self._staged = conn
@@ -176,10 +184,7 @@ class PostgresStore:
                     for row in rows:
                         copy.write_row(row)
                 cur.execute(_MERGE)
-        try:
-            self._run(direct, retry=False)  # the BatchWriter retries; retrying here too could double-insert
-        except psycopg.errors.UniqueViolation:
-            self._run(merge, retry=False)
+        self._run(go, retry=False)
 
     def spend(self, since: float | None = None, group_by: Sequence[str] = ("day",)) -> list[dict[str, Any]]:
         """See LedgerStore.spend (same rows and order as SQLiteStore.spend; errors and estimated: query.py's
