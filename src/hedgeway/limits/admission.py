@@ -30,7 +30,7 @@ from typing import Any, Callable
 from hedgeway.errors import BudgetExceeded, LimitsUnavailable, RateLimited, UpstreamRateLimited
 from hedgeway.limits.alerts import Alerter, payload
 from hedgeway.limits.config import LimitsIn
-from hedgeway.limits.estimate import Estimator, fmt_usd, max_prices, to_units, to_usd
+from hedgeway.limits.estimate import Estimator, fmt_usd, to_units, to_usd
 from hedgeway.limits.leases import Lease, Leases, Taken
 from hedgeway.limits.memory import MemoryStore, Verdict
 from hedgeway.limits.metrics import render
@@ -38,7 +38,7 @@ from hedgeway.limits.periods import bounds, iso
 from hedgeway.limits.redis_store import RedisStore, StoreDown
 from hedgeway.limits.restore import current_spend
 from hedgeway.limits.rules import RulesMemo
-from hedgeway.types import Budget, Deployment, Principal, RateLimit, Usage
+from hedgeway.types import Budget, Deployment, Principal, Usage
 
 log = logging.getLogger("hedgeway.limits")
 SETTLE_RETRIES = (0.2, 1.0, 3.0)
@@ -88,16 +88,11 @@ class Limiter:
         self.cfg = cfg
         self.est = Estimator(cfg.bytes_per_token, cfg.default_max_tokens)
         self.margin = Decimal(1) + Decimal(str(cfg.reserve_margin))
-        self.prices = max_prices(models, fallbacks)
-        self.global_budgets = tuple(Budget("global", b.limit, b.period) for b in cfg.budgets)
-        self.model_limits = {name: (RateLimit(f"model:{name}", r.rpm, r.tpm),) for name, r in cfg.models.items()}
-        self.dep_limited = {name for name in models
-                            if any(d.rpm or d.tpm for m in (name, *fallbacks.get(name, ())) for d in models[m])}
+        self.rules = RulesMemo(cfg, models, fallbacks)
         self.local = MemoryStore(cfg.reservation_ttl, cfg.window)
         self.store = BACKENDS[cfg.backend](cfg) or self.local
         lease = cfg.redis.lease
         self.leases = Leases(lease.requests, lease.seconds, lease.share, self._give_back) if cfg.leasing else None
-        self.rules = RulesMemo(self)
         self.alerter = Alerter(cfg.alerts)
         self.thresholds = list(cfg.alerts.thresholds)
         self.use: dict[tuple[str, str], tuple[int, int]] = {}  # (scope, period) -> (spent, limit) units

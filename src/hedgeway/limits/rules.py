@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from hedgeway.errors import PermissionDenied
-from hedgeway.limits.estimate import to_units
-from hedgeway.types import Budget, Principal
+from hedgeway.limits.config import LimitsIn
+from hedgeway.limits.estimate import max_prices, to_units
+from hedgeway.types import Budget, Deployment, Principal, RateLimit
 
 MAX_RULES = 4096  # (principal, model) pairs remembered; past it the memo starts afresh
 
@@ -28,8 +28,12 @@ class RulesMemo:
     applies (no budget, no window, no deployment limit). Keyed by the principal object: a key ring reload
     makes new principals, so an edited key never meets its old rules."""
 
-    def __init__(self, limiter: Any):
-        self.lim = limiter
+    def __init__(self, cfg: LimitsIn, models: dict[str, tuple[Deployment, ...]], fallbacks: dict[str, list[str]]):
+        self.prices = max_prices(models, fallbacks)
+        self.global_budgets = tuple(Budget("global", b.limit, b.period) for b in cfg.budgets)
+        self.model_limits = {name: (RateLimit(f"model:{name}", r.rpm, r.tpm),) for name, r in cfg.models.items()}
+        self.dep_limited = {name for name in models
+                            if any(d.rpm or d.tpm for m in (name, *fallbacks.get(name, ())) for d in models[m])}
         self._memo: dict[tuple[int, str], tuple[Principal, Rules | None]] = {}
 
     def rules(self, principal: Principal, model: str) -> Rules | None:
@@ -45,13 +49,12 @@ class RulesMemo:
         return rules[1]
 
     def _build(self, principal: Principal, model: str) -> Rules | None:
-        lim = self.lim
-        budgets = principal.budgets + lim.global_budgets
-        limits = principal.limits + lim.model_limits.get(model, ())
-        if not budgets and not limits and model not in lim.dep_limited:
+        budgets = principal.budgets + self.global_budgets
+        limits = principal.limits + self.model_limits.get(model, ())
+        if not budgets and not limits and model not in self.dep_limited:
             return None
         windows = tuple((f"{r.scope}:{kind}", n, kind == "tpm") for r in limits
                         for kind, n in (("rpm", r.rpm), ("tpm", r.tpm)) if n)
         items = tuple(f"b:{b.scope}:{b.period}" for b in budgets) + tuple(f"w:{w[0]}" for w in windows)
         return Rules(budgets, tuple((b.scope, b.period, to_units(b.limit)) for b in budgets), windows, items,
-                     lim.prices.get(model, (Decimal(0), Decimal(0))))
+                     self.prices.get(model, (Decimal(0), Decimal(0))))
